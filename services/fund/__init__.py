@@ -1,0 +1,1 @@
+"""fund service."""

@@ -1,0 +1,14 @@
+"""The fund application factory (gunicorn: `services.fund.app:create_app()`)."""
+
+from __future__ import annotations
+
+from services.fund.api import organizations_blp
+from services.fund.store import FundStore
+from shared.settings import Settings
+from shared.web import create_service_app
+
+SERVICE = "fund"
+
+
+def create_app(settings: Settings | None = None, **kwargs):
+    return create_service_app(SERVICE, settings, blueprints=[organizations_blp], make_store=FundStore, **kwargs)

@@ -1,0 +1,12 @@
+"""Events the fund service consumes: registry events keep its read model of organizations."""
+
+from __future__ import annotations
+
+from shared.events import TOPICS
+from shared.organizations import OrganizationReadModel
+from shared.worker import WorkerSpec
+
+
+def worker_spec(db, settings) -> WorkerSpec:
+    organizations = OrganizationReadModel(db)
+    return WorkerSpec(service="fund", topics=[TOPICS["registry"]], handlers=organizations.handlers())

@@ -1,0 +1,1 @@
+"""registry: the social-organization lifecycle (apply, approve, terms, reports, risk lists, deregistration)."""

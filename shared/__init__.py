@@ -1,0 +1,1 @@
+"""Code shared by the socorg services: settings, events, outbox, consumer, auth, errors, web plumbing."""

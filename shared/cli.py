@@ -1,0 +1,165 @@
+"""The `socorg` command.
+
+  socorg up                         start SecantusDB, Tansu, the topics, the three services and their workers
+  socorg token --role R --sub S     print a signed bearer token
+  socorg worker SERVICE             run a service's outbox relay, event consumer and periodic jobs
+  socorg replay SERVICE             publish a service's whole outbox again (after a broker lost its data)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from shared.settings import Settings, SettingsError
+
+SERVICES = ("registry", "evaluation", "fund")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="socorg", description="socorg: social organizations of a district")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start the whole system locally, in the foreground (Ctrl-C stops it)")
+    up.add_argument("--data-dir", help="where SecantusDB keeps its data (default: $SOCORG_DATA_DIR or ./.data)")
+    up.add_argument("--no-infra", action="store_true",
+                    help="use the MongoDB and Kafka named by MONGODB_URI and KAFKA_BOOTSTRAP_SERVERS")
+
+    token = commands.add_parser("token", help="print a signed bearer token")
+    token.add_argument("--role", required=True, choices=("applicant", "reviewer", "officer"))
+    token.add_argument("--sub", required=True, help="who the token speaks for")
+    token.add_argument("--org", help="applicants: the organization id they act for")
+    token.add_argument("--ttl", type=int, help="lifetime in seconds")
+
+    worker = commands.add_parser("worker", help="run a service's relay, consumer and jobs")
+    worker.add_argument("service", choices=SERVICES)
+
+    replay = commands.add_parser("replay", help="queue a service's whole outbox for publishing again")
+    replay.add_argument("service", choices=SERVICES)
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"socorg: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        return _token(settings, args)
+    if args.command == "worker":
+        from shared.worker import run_worker
+
+        run_worker(args.service, settings)
+        return 0
+    if args.command == "replay":
+        return _replay(settings, args.service)
+    return _up(settings, args)
+
+
+def _token(settings: Settings, args) -> int:
+    from shared.auth import issue_token
+
+    print(issue_token(settings.jwt_secret, sub=args.sub, role=args.role, org=args.org,
+                      ttl_seconds=args.ttl or settings.token_ttl_seconds))
+    return 0
+
+
+def _replay(settings: Settings, service: str) -> int:
+    from shared.events import source_of
+    from shared.mongo import connect
+    from shared.outbox import Outbox
+
+    client = connect(settings.mongodb_uri)
+    count = Outbox(client[settings.db_of(service)], source_of(service)).mark_all_for_replay()
+    print(f"{count} events of {service} queued for publishing again")
+    return 0
+
+
+def _up(settings: Settings, args) -> int:
+    from shared import infra
+    from shared.events import TOPICS, dlq_topic, source_of
+    from shared.kafka import KafkaLink
+    from shared.mongo import connect
+    from shared.outbox import Outbox
+
+    data_dir = Path(args.data_dir or settings.data_dir).resolve()
+    log_dir = data_dir / "logs"
+    children: list[infra.ManagedProcess] = []
+    stopping = False
+
+    def stop_all(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+
+    try:
+        if not args.no_infra:
+            mongo_port = _port_of_uri(settings.mongodb_uri, 27017)
+            broker_port = int(settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+            print(f"starting SecantusDB on 127.0.0.1:{mongo_port} (data in {data_dir / 'mongo'})")
+            children.append(infra.start_mongo(mongo_port, str(data_dir / "mongo"), log_dir))
+            print(f"starting Tansu on 127.0.0.1:{broker_port}")
+            children.append(infra.start_broker(broker_port, log_dir))
+
+        kafka = KafkaLink(settings.kafka_bootstrap_servers, partitions=settings.topic_partitions)
+        topics = [t for topic in TOPICS.values() for t in (topic, dlq_topic(topic))]
+        created = kafka.ensure_topics(topics)
+        kafka.close()
+        print(f"topics ready: {', '.join(topics)}")
+        client = connect(settings.mongodb_uri)
+        for service in SERVICES:
+            if TOPICS[service] in created:
+                # A new (memory-only) broker has none of what was published before: replay the outbox,
+                # consumers absorb what they already applied.
+                replayed = Outbox(client[settings.db_of(service)], source_of(service)).mark_all_for_replay()
+                if replayed:
+                    print(f"{service}: {replayed} recorded events queued for replay to the new broker")
+        client.close()
+
+        env = infra.child_env()
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        for service in SERVICES:
+            port = settings.port_of(service)
+            argv = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(settings.web_workers),
+                    "--threads", str(settings.web_threads), "--worker-class", "gthread",
+                    "--graceful-timeout", "5", "--name", f"socorg-{service}", f"services.{service}.app:create_app()"]
+            children.append(infra.ManagedProcess(f"{service}-web", argv, port, log_dir / f"{service}-web.log",
+                                                 env=env).start())
+            socorg = str(Path(sys.executable).with_name("socorg"))
+            children.append(infra.ManagedProcess(f"{service}-worker", [socorg, "worker", service], 0,
+                                                 log_dir / f"{service}-worker.log", env=env).start())
+        for service in SERVICES:
+            infra.wait_for_port(settings.port_of(service), timeout=60)
+        print("\nsocorg is up:")
+        for service in SERVICES:
+            base = f"http://127.0.0.1:{settings.port_of(service)}"
+            print(f"  {service:<11} {base}/api/v1   docs {base}/docs   ready {base}/readyz")
+        print(f"logs in {log_dir}; Ctrl-C stops everything")
+
+        while not stopping:
+            for child in children:
+                if not child.running and not stopping:
+                    print(f"{child.name} exited (code {child.process.returncode}); restarting; see {child.log_path}")
+                    time.sleep(1)
+                    child.start()
+            time.sleep(0.5)
+    finally:
+        print("\nstopping...")
+        for child in reversed(children):
+            child.stop()
+        print("stopped")
+    return 0
+
+
+def _port_of_uri(uri: str, default: int) -> int:
+    host = uri.split("://", 1)[-1].split("/", 1)[0].split(",")[0].rsplit("@", 1)[-1]
+    return int(host.rsplit(":", 1)[1]) if ":" in host else default
+
+
+if __name__ == "__main__":
+    sys.exit(main())

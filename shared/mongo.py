@@ -1,0 +1,69 @@
+"""MongoDB plumbing shared by every store: the client, and a bounded transaction runner.
+
+The state change of a command, its outbox records and its idempotency record are always written in
+one transaction (`run_in_transaction`), so either all of them commit or none does.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable, TypeVar
+
+from pymongo import MongoClient
+from pymongo.client_session import ClientSession
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+
+from shared.errors import Unavailable
+
+T = TypeVar("T")
+
+# Bounded so that an HTTP request fails cleanly (503) instead of hanging while the database is away.
+TRANSACTION_DEADLINE_SECONDS = 10.0
+
+
+def connect(uri: str, *, app_name: str = "socorg") -> MongoClient:
+    return MongoClient(
+        uri,
+        appname=app_name,
+        tz_aware=True,
+        serverSelectionTimeoutMS=3000,
+        connectTimeoutMS=3000,
+        retryWrites=True,
+    )
+
+
+def run_in_transaction(client: MongoClient, work: Callable[[ClientSession], T], *,
+                       deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS) -> T:
+    """Run `work(session)` in a transaction, retrying transient conflicts until the deadline.
+
+    A write conflict between concurrent transactions is retried from the start (the work function
+    must be re-runnable: it reads its inputs again inside the session). A database that does not
+    answer becomes `Unavailable` (503); nothing was committed unless the commit outcome is unknown,
+    which is why creates accept an Idempotency-Key.
+    """
+    deadline = time.monotonic() + deadline_seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with client.start_session() as session:
+                with session.start_transaction():
+                    result = work(session)
+                return result
+        except PyMongoError as exc:
+            retryable = _has_label(exc, "TransientTransactionError") or _has_label(exc, "UnknownTransactionCommitResult")
+            if retryable and time.monotonic() < deadline:
+                time.sleep(min(0.2, 0.002 * (2 ** min(attempt, 7))) * random.uniform(0.5, 1.5))
+                continue
+            if isinstance(exc, ConnectionFailure) or retryable:
+                raise Unavailable("the database is not answering; retry with the same Idempotency-Key") from exc
+            raise
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    return isinstance(exc, OperationFailure) and exc.code == 11000
+
+
+def _has_label(exc: PyMongoError, label: str) -> bool:
+    return hasattr(exc, "has_error_label") and exc.has_error_label(label)

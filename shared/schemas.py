@@ -1,0 +1,51 @@
+"""Marshmallow pieces every service uses: list paging and the problem document (for OpenAPI)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from marshmallow import Schema, fields, validate
+
+MAX_PER_PAGE = 100
+
+
+class PageArgs(Schema):
+    page = fields.Int(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Int(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
+
+
+@lru_cache(maxsize=None)
+def page_of(item_schema: type[Schema]) -> type[Schema]:
+    """The list page schema `{"items": [...], "total": N, "page": P, "per_page": K}` for an item schema."""
+    name = item_schema.__name__.removesuffix("Schema") + "PageSchema"
+    return type(name, (Schema,), {
+        "items": fields.List(fields.Nested(item_schema), required=True),
+        "total": fields.Int(required=True),
+        "page": fields.Int(required=True),
+        "per_page": fields.Int(required=True),
+    })
+
+
+def page_response(items, total: int, args: dict) -> dict:
+    return {"items": list(items), "total": total, "page": args["page"], "per_page": args["per_page"]}
+
+
+def skip_of(args: dict) -> int:
+    return (args["page"] - 1) * args["per_page"]
+
+
+class ProblemSchema(Schema):
+    type = fields.Str()
+    title = fields.Str()
+    status = fields.Int()
+    detail = fields.Str()
+    errors = fields.Dict(keys=fields.Str(), values=fields.List(fields.Str()))
+
+
+class IsoDate(fields.Date):
+    """A calendar date stored as its ISO 8601 string (BSON has no date-only type)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if isinstance(value, str):
+            return value
+        return super()._serialize(value, attr, obj, **kwargs)

@@ -1,0 +1,121 @@
+"""Every setting a socorg process reads, from environment variables with working local defaults.
+
+Each field names its environment variable in its metadata, so the deploy tests can list every setting
+the code reads and check that the compose file and the Kubernetes manifests provide it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+DEFAULT_JWT_SECRET = "socorg-local-development-secret-change-me"
+PRODUCTION = "production"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unusable; the message names it."""
+
+
+def _setting(env: str, default, *, secret: bool = False, required_in_production: bool = False, help: str = ""):
+    return field(
+        default=default,
+        metadata={"env": env, "secret": secret, "required_in_production": required_in_production, "help": help},
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = _setting("SOCORG_ENV", "development", help="development | test | production")
+    mongodb_uri: str = _setting("MONGODB_URI", "mongodb://127.0.0.1:27017", required_in_production=True)
+    kafka_bootstrap_servers: str = _setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", required_in_production=True
+    )
+    jwt_secret: str = _setting("SOCORG_JWT_SECRET", DEFAULT_JWT_SECRET, secret=True, required_in_production=True)
+    token_ttl_seconds: int = _setting("SOCORG_TOKEN_TTL_SECONDS", 8 * 3600)
+
+    registry_port: int = _setting("REGISTRY_PORT", 8001)
+    evaluation_port: int = _setting("EVALUATION_PORT", 8002)
+    fund_port: int = _setting("FUND_PORT", 8003)
+
+    registry_db: str = _setting("REGISTRY_DB", "registry")
+    evaluation_db: str = _setting("EVALUATION_DB", "evaluation")
+    fund_db: str = _setting("FUND_DB", "fund")
+
+    topic_partitions: int = _setting("SOCORG_TOPIC_PARTITIONS", 6, help="partitions per event topic")
+    # How many times a consumer retries a failing event before it goes to <topic>.dlq.
+    consumer_max_attempts: int = _setting("SOCORG_CONSUMER_MAX_ATTEMPTS", 5)
+    consumer_backoff_seconds: float = _setting("SOCORG_CONSUMER_BACKOFF_SECONDS", 0.2)
+    relay_poll_seconds: float = _setting("SOCORG_RELAY_POLL_SECONDS", 0.05)
+
+    web_workers: int = _setting("WEB_CONCURRENCY", 2, help="gunicorn worker processes per service")
+    web_threads: int = _setting("WEB_THREADS", 8, help="threads per gunicorn worker")
+    log_level: str = _setting("SOCORG_LOG_LEVEL", "INFO")
+    data_dir: str = _setting("SOCORG_DATA_DIR", ".data", help="where `socorg up` keeps local data")
+
+    # Domain thresholds (../shared/DOMAIN.md): every one is a setting because districts differ.
+    region_prefix: str = _setting("SOCORG_REGION_PREFIX", "上海市浦东新区")
+    area_code: str = _setting("SOCORG_AREA_CODE", "310115")
+    timezone: str = _setting("SOCORG_TIMEZONE", "Asia/Shanghai")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f, raw)
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate(environ)
+        return settings
+
+    @property
+    def production(self) -> bool:
+        return self.env == PRODUCTION
+
+    def validate(self, environ: Mapping[str, str] | None = None) -> None:
+        """In production every required setting must be given explicitly and no secret may keep its default."""
+        if not self.production:
+            return
+        environ = os.environ if environ is None else environ
+        missing = [
+            f.metadata["env"]
+            for f in dataclasses.fields(self)
+            if f.metadata["required_in_production"] and not environ.get(f.metadata["env"])
+        ]
+        if missing:
+            raise SettingsError(f"production mode needs these settings: {', '.join(missing)}")
+        if self.jwt_secret == DEFAULT_JWT_SECRET or len(self.jwt_secret) < 32:
+            raise SettingsError(
+                "production mode refuses the default or a short SOCORG_JWT_SECRET (use at least 32 random characters)"
+            )
+
+    def port_of(self, service: str) -> int:
+        return getattr(self, f"{service}_port")
+
+    def db_of(self, service: str) -> str:
+        return getattr(self, f"{service}_db")
+
+
+def setting_names() -> list[str]:
+    """The environment variable of every setting, for deploy checks and documentation."""
+    return [f.metadata["env"] for f in dataclasses.fields(Settings)]
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{f.metadata['env']} must be a {kind.__name__}, got {raw!r}") from None
+    return raw

@@ -1,0 +1,266 @@
+"""The Flask application every service is built on.
+
+`create_service_app` wires once what each service shares: settings, the MongoDB client, the outbox and
+unit of work, flask-smorest with the generated OpenAPI document and `/docs`, problem+json for every
+error, request ids and JSON logs, security headers, `/healthz`, `/readyz` and `/metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from flask import Flask, Response, current_app, g, request
+from flask_smorest import Api
+from pymongo import MongoClient
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, PyMongoError
+from werkzeug.exceptions import HTTPException
+
+from shared import logs
+from shared.errors import PROBLEM_JSON, Problem, ValidationFailed, flatten_errors, problem_body
+from shared.events import source_of
+from shared.metrics import Registry
+from shared.mongo import connect
+from shared.outbox import Outbox
+from shared.settings import Settings
+from shared.unit_of_work import IdempotencyKey, UnitOfWork
+
+log = logging.getLogger("socorg.web")
+MAX_BODY_BYTES = 1024 * 1024
+SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+
+
+@dataclass
+class ServiceContext:
+    """What a request handler needs, built once per process."""
+
+    service: str
+    settings: Settings
+    client: MongoClient
+    db: Database
+    outbox: Outbox
+    uow: UnitOfWork
+    metrics: Registry
+    store: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def context() -> ServiceContext:
+    return current_app.extensions["socorg"]
+
+
+def store():
+    return context().store
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api with every error answered as application/problem+json."""
+
+    def _register_error_handlers(self):
+        self._app.register_error_handler(Problem, problem_response)
+        self._app.register_error_handler(HTTPException, http_exception_response)
+        self._app.register_error_handler(ConnectionFailure, database_unavailable_response)
+        self._app.register_error_handler(Exception, unexpected_error_response)
+
+
+def create_service_app(service: str, settings: Settings | None, *, blueprints: Iterable,
+                       make_store: Callable[[ServiceContext], Any],
+                       client: MongoClient | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    logs.configure(service, settings.log_level)
+    app = Flask(service)
+    app.config.update(
+        SOCORG_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        API_TITLE=f"socorg {service}",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_CDN,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.ensure_ascii = False
+
+    client = client or connect(settings.mongodb_uri, app_name=service)
+    db = client[settings.db_of(service)]
+    outbox = Outbox(db, source_of(service))
+    ctx = ServiceContext(service=service, settings=settings, client=client, db=db, outbox=outbox,
+                         uow=UnitOfWork(client, db, outbox), metrics=Registry())
+    outbox.ensure_indexes()
+    ctx.store = make_store(ctx)
+    app.extensions["socorg"] = ctx
+    ctx.metrics.gauge("outbox_backlog", outbox.backlog, "events recorded but not yet published")
+    ctx.metrics.gauge("dead_letters", lambda: db["dead_letters"].estimated_document_count(),
+                      "messages this service's consumer sent to a DLQ")
+
+    api = ProblemApi(app, spec_kwargs={"info": {"description": f"socorg {service} service"}})
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint)
+    _install_operational_routes(app, ctx)
+    _install_request_hooks(app, ctx)
+    return app
+
+
+# -- operational endpoints --------------------------------------------------------------------------
+def _install_operational_routes(app: Flask, ctx: ServiceContext) -> None:
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "service": ctx.service}
+
+    @app.get("/readyz")
+    def readyz():
+        checks = {"mongodb": _mongo_answers(ctx.client), "kafka": _kafka_answers(ctx.settings.kafka_bootstrap_servers)}
+        ready = all(checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        if not ready:
+            body = problem_body(503, "not ready: " + ", ".join(k for k, ok in checks.items() if not ok),
+                                title="Service Unavailable", slug="unavailable", checks=checks)
+            return Response(json.dumps(body), 503, mimetype=PROBLEM_JSON)
+        return body
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(ctx.metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+def _mongo_answers(client: MongoClient) -> bool:
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+
+
+def _kafka_answers(bootstrap_servers: str) -> bool:
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1.0):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+# -- request hooks ------------------------------------------------------------------------------------
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def _install_request_hooks(app: Flask, ctx: ServiceContext) -> None:
+    access = logging.getLogger("socorg.access")
+
+    @app.before_request
+    def start():
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def finish(response: Response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.path != "/docs":
+            response.headers.setdefault("Content-Security-Policy", API_CSP)
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        ctx.metrics.inc("http_requests_total", {"method": request.method, "endpoint": endpoint,
+                                                "status": str(response.status_code)}, help="HTTP requests")
+        ctx.metrics.observe("http_request_seconds", {"endpoint": endpoint}, elapsed, help="request latency")
+        if endpoint not in ("/healthz", "/readyz", "/metrics"):
+            access.info("%s %s %s", request.method, request.path, response.status_code,
+                        extra={"method": request.method, "path": request.path, "status": response.status_code,
+                               "duration_ms": round(elapsed * 1000, 2)})
+        return response
+
+
+# -- idempotency --------------------------------------------------------------------------------------
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_key(body: Any, *, required: bool = False) -> IdempotencyKey | None:
+    """The request's Idempotency-Key, scoped to the caller and the exact path and method."""
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    if not key:
+        if required:
+            raise ValidationFailed("this operation needs an Idempotency-Key header",
+                                   errors={IDEMPOTENCY_HEADER: ["required"]})
+        return None
+    if len(key) > 200:
+        raise ValidationFailed.field(IDEMPOTENCY_HEADER, "at most 200 characters")
+    caller = g.principal.sub if "principal" in g else "-"
+    scope = f"{request.method} {request.path} {caller}"
+    return IdempotencyKey.of(scope, key, body)
+
+
+# -- error responses ----------------------------------------------------------------------------------
+def _problem(body: dict, status: int, headers: dict | None = None) -> Response:
+    response = Response(json.dumps(body, ensure_ascii=False, default=str), status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def problem_response(error: Problem) -> Response:
+    return _problem(error.to_dict(), error.status, error.headers)
+
+
+def http_exception_response(error: HTTPException) -> Response:
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    errors = None
+    detail = error.description or error.name
+    if "messages" in data:  # webargs / marshmallow validation
+        errors = {}
+        for location, messages in data["messages"].items():
+            prefix = "" if location in ("json", "query", "querystring", "form", "json_or_form") else location
+            errors.update(flatten_errors(messages, prefix))
+        if status == 400:
+            detail = "the request body is not valid JSON"
+        else:
+            status = 422
+            detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()) or "invalid request"
+    elif "message" in data:
+        detail = data["message"]
+    title = "Unprocessable Content" if status == 422 else error.name
+    headers = dict(data.get("headers") or {})
+    if status == 405 and error.get_response().headers.get("Allow"):
+        headers["Allow"] = error.get_response().headers["Allow"]
+    return _problem(problem_body(status, detail, title=title, slug=str(status), errors=errors), status, headers)
+
+
+def database_unavailable_response(error: Exception) -> Response:
+    log.warning("database unavailable: %s", error)
+    body = problem_body(503, "the database is not answering; retry later (creates: with the same Idempotency-Key)",
+                        title="Service Unavailable", slug="unavailable")
+    return _problem(body, 503, {"Retry-After": "1"})
+
+
+def unexpected_error_response(error: Exception) -> Response:
+    if isinstance(error, HTTPException):
+        return http_exception_response(error)
+    if isinstance(error, Problem):
+        return problem_response(error)
+    if isinstance(error, ConnectionFailure):
+        return database_unavailable_response(error)
+    log.exception("unhandled error")
+    body = problem_body(500, "an unexpected error occurred; it has been logged with the request id",
+                        title="Internal Server Error", slug="internal", request_id=g.get("request_id"))
+    return _problem(body, 500)
