@@ -80,7 +80,7 @@ def _replay(settings: Settings, service: str) -> int:
 
 def _up(settings: Settings, args) -> int:
     from shared import infra
-    from shared.events import TOPICS, dlq_topic, source_of
+    from shared.events import dlq_topic, source_of
     from shared.kafka import KafkaLink
     from shared.mongo import connect
     from shared.outbox import Outbox
@@ -107,13 +107,13 @@ def _up(settings: Settings, args) -> int:
             children.append(infra.start_broker(broker_port, log_dir))
 
         kafka = KafkaLink(settings.kafka_bootstrap_servers, partitions=settings.topic_partitions)
-        topics = [t for topic in TOPICS.values() for t in (topic, dlq_topic(topic))]
+        topics = [t for service in SERVICES for t in (settings.topic(service), dlq_topic(settings.topic(service)))]
         created = kafka.ensure_topics(topics)
         kafka.close()
         print(f"topics ready: {', '.join(topics)}")
         client = connect(settings.mongodb_uri)
         for service in SERVICES:
-            if TOPICS[service] in created:
+            if settings.topic(service) in created:
                 # A new (memory-only) broker has none of what was published before: replay the outbox,
                 # consumers absorb what they already applied.
                 replayed = Outbox(client[settings.db_of(service)], source_of(service)).mark_all_for_replay()

@@ -52,7 +52,7 @@ class Decoded:
 class Consumer:
     def __init__(self, *, client: MongoClient, db: Database, kafka: KafkaLink, group_id: str,
                  topics: list[str], handlers: dict[str, Handler], max_attempts: int = 5,
-                 backoff_seconds: float = 0.2):
+                 backoff_seconds: float = 0.2, offsets_check_seconds: float = 2.0):
         self.client = client
         self.db = db
         self.kafka = kafka
@@ -61,8 +61,11 @@ class Consumer:
         self.handlers = handlers
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
+        self.offsets_check_seconds = offsets_check_seconds
         self.processed = db[PROCESSED]
         self.dead_letters = db[DEAD_LETTERS]
+        # Set once the group has given this consumer its partitions (the join takes seconds on Tansu).
+        self.assigned = threading.Event()
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -71,13 +74,21 @@ class Consumer:
             try:
                 self.kafka.ensure_topics(self.topics + [dlq_topic(t) for t in self.topics])
                 consumer = self.kafka.consumer(self.group_id, self.topics)
+                committed: dict[TopicPartition, int] = {}
+                next_check = time.monotonic() + self.offsets_check_seconds
                 while not stop.is_set():
                     batches = consumer.poll(timeout_ms=200)
+                    if consumer.assignment():
+                        self.assigned.set()
                     for partition, messages in batches.items():
                         self.process(messages)
                         last = messages[-1]
                         faults.point("consumer.before_commit")
                         consumer.commit({partition: OffsetAndMetadata(last.offset + 1, None, -1)})
+                        committed[partition] = last.offset + 1
+                    if time.monotonic() >= next_check:
+                        self._rewind_if_broker_forgot(consumer, committed)
+                        next_check = time.monotonic() + self.offsets_check_seconds
             except (KafkaError, PyMongoError, OSError, Unavailable) as exc:
                 log.warning("consumer %s restarting after: %s", self.group_id, exc)
                 stop.wait(1.0)
@@ -87,6 +98,22 @@ class Consumer:
                         consumer.close(autocommit=False)
                     except Exception:  # noqa: BLE001 - a broken consumer may fail to close
                         pass
+
+    def _rewind_if_broker_forgot(self, consumer, committed: dict) -> None:
+        """A broker that restarted without its data (Tansu keeps it in memory) has lost our committed offsets,
+        and the topic is refilled from the producers' outboxes from offset 0. Our in-memory positions would
+        skip those messages, so read such partitions again from the beginning; applied ids are skipped."""
+        assignment = consumer.assignment()
+        for partition in list(committed):
+            if partition not in assignment:
+                del committed[partition]
+                continue
+            on_broker = consumer.committed(partition)
+            if on_broker is None or on_broker < committed[partition]:
+                log.warning("broker forgot offsets of %s (had %s, now %s): reading it again from the start",
+                            partition, committed[partition], on_broker)
+                consumer.seek_to_beginning(partition)
+                del committed[partition]
 
     def process(self, messages: list) -> None:
         """Apply a partition's batch of messages; on return every one was applied or dead-lettered."""

@@ -57,7 +57,9 @@ class Event:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    """The current time at the millisecond precision MongoDB stores, so a stored time reads back equal."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def envelope(event: Event, source: str, time: datetime | None = None) -> dict[str, Any]:

@@ -41,4 +41,5 @@ def configure(service: str, level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter(service))
     root.handlers = [handler]
     root.setLevel(level)
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python logs every refused connection as an error; our relay and consumer report what matters.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)

@@ -44,6 +44,8 @@ class Settings:
     evaluation_db: str = _setting("EVALUATION_DB", "evaluation")
     fund_db: str = _setting("FUND_DB", "fund")
 
+    # Prefix of every topic and consumer group, so several deployments (or test runs) can share a broker.
+    kafka_namespace: str = _setting("SOCORG_KAFKA_NAMESPACE", "")
     topic_partitions: int = _setting("SOCORG_TOPIC_PARTITIONS", 6, help="partitions per event topic")
     # How many times a consumer retries a failing event before it goes to <topic>.dlq.
     consumer_max_attempts: int = _setting("SOCORG_CONSUMER_MAX_ATTEMPTS", 5)
@@ -94,6 +96,15 @@ class Settings:
             raise SettingsError(
                 "production mode refuses the default or a short SOCORG_JWT_SECRET (use at least 32 random characters)"
             )
+
+    def topic(self, service: str) -> str:
+        """The topic `service` publishes to (CONTRACT.md), within this deployment's namespace."""
+        from shared.events import TOPICS
+
+        return self.kafka_namespace + TOPICS[service]
+
+    def consumer_group(self, service: str) -> str:
+        return f"{self.kafka_namespace}socorg-{service}"
 
     def port_of(self, service: str) -> int:
         return getattr(self, f"{service}_port")

@@ -18,7 +18,7 @@ from pymongo.database import Database
 
 from shared import logs
 from shared.consumer import Consumer, Handler
-from shared.events import TOPICS, source_of
+from shared.events import source_of
 from shared.kafka import KafkaLink
 from shared.mongo import connect
 from shared.outbox import Outbox, Relay
@@ -69,12 +69,12 @@ class Worker:
                                         client_id=f"socorg-{spec.service}-consumer")
         self.outbox = Outbox(self.db, source_of(spec.service))
         self.outbox.ensure_indexes()
-        self.relay = Relay(self.outbox, self.db, self.kafka, TOPICS[spec.service],
+        self.relay = Relay(self.outbox, self.db, self.kafka, settings.topic(spec.service),
                            poll_seconds=settings.relay_poll_seconds)
         self.consumer = None
         if spec.topics:
             self.consumer = Consumer(client=self.client, db=self.db, kafka=self.consumer_kafka,
-                                     group_id=f"socorg-{spec.service}", topics=spec.topics,
+                                     group_id=settings.consumer_group(spec.service), topics=spec.topics,
                                      handlers=spec.handlers, max_attempts=settings.consumer_max_attempts,
                                      backoff_seconds=settings.consumer_backoff_seconds)
         self.stop_event = threading.Event()
@@ -87,6 +87,10 @@ class Worker:
         for job in self.spec.jobs:
             self._spawn(f"job-{job.name}", lambda stop, job=job: self._periodic(job, stop))
         return self
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """True once the consumer (if any) has joined its group and holds partitions."""
+        return self.consumer is None or self.consumer.assigned.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()

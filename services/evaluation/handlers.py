@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from shared.events import TOPICS
 from shared.organizations import OrganizationReadModel
 from shared.worker import WorkerSpec
 
 
 def worker_spec(db, settings) -> WorkerSpec:
     organizations = OrganizationReadModel(db)
-    return WorkerSpec(service="evaluation", topics=[TOPICS["registry"]], handlers=organizations.handlers())
+    return WorkerSpec(service="evaluation", topics=[settings.topic("registry")], handlers=organizations.handlers())

@@ -14,6 +14,12 @@ class LegalRepresentativeSchema(Schema):
     id_number = fields.Str(required=True, load_only=True)
 
 
+class LegalRepresentativeViewSchema(Schema):
+    """The legal representative as shown back: the ID number is never returned."""
+
+    name = fields.Str()
+
+
 class ContactSchema(Schema):
     phone = fields.Str(required=True)
     email = fields.Email(required=True)
@@ -54,7 +60,7 @@ class OrganizationSchema(Schema):
     type = fields.Str()
     domain = fields.Str()
     address = fields.Str()
-    legal_representative = fields.Nested(LegalRepresentativeSchema(only=("name",)))
+    legal_representative = fields.Nested(LegalRepresentativeViewSchema)
     contact = fields.Nested(ContactSchema)
     registered_funds_fen = fields.Int()
     members = fields.Nested(MembersSchema)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from pymongo import ReturnDocument
@@ -10,6 +9,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.registry import domain, identifiers
 from shared.errors import Conflict, NotFound
+from shared.events import now_utc
 from shared.unit_of_work import IdempotencyKey
 from shared.web import ServiceContext
 
@@ -36,7 +36,7 @@ class RegistryStore:
     # -- commands ---------------------------------------------------------------------------------
     def submit(self, application: dict, *, applicant: str, idempotency: IdempotencyKey | None) -> dict:
         def work(session):
-            organization, events = domain.submit(application, applicant=applicant, now=_now())
+            organization, events = domain.submit(application, applicant=applicant, now=now_utc())
             try:
                 self.name_claims.insert_one({"_id": organization["name_key"], "organization_id": organization["_id"]},
                                             session=session)
@@ -59,7 +59,7 @@ class RegistryStore:
                                                        session=session)["n"]
             uscc = identifiers.make_uscc(organization["type"], self.rules.area_code,
                                          identifiers.org_body_from_number(number))
-            now = _now()
+            now = now_utc()
             changed, events = domain.approve(organization, uscc=uscc, today=now.astimezone(self.tz).date(), now=now,
                                              actor=actor)
             # The status guard makes a concurrent second approval conflict instead of approving twice.
@@ -71,6 +71,3 @@ class RegistryStore:
 
         return self.uow.execute(work)
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -1,0 +1,106 @@
+"""The event backbone loses nothing: broker outage, consumer crash, poison message."""
+
+from __future__ import annotations
+
+import json
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from shared.events import Event, dlq_topic, encode, envelope, source_of
+from tests.support.data import application
+from tests.support.stack import Stack, wait_until
+
+
+def read_models(stack, service, ids):
+    return {doc["_id"]: doc for doc in stack.db(service)["organizations"].find({"_id": {"$in": list(ids)}})}
+
+
+def all_registered(stack, service, ids):
+    models = read_models(stack, service, ids)
+    return len(models) == len(ids) and all(m["status"] == "registered" for m in models.values())
+
+
+def test_broker_outage_loses_nothing(private_servers):
+    stack = Stack(private_servers).start_workers()
+    try:
+        applicant = stack.client("registry", "applicant", sub="outage")
+        officer = stack.client("registry", "officer")
+        ids = [applicant.post("/api/v1/organizations", application()).body["id"] for _ in range(20)]
+        for service in ("evaluation", "fund"):
+            wait_until(lambda: len(read_models(stack, service, ids)) == 20, timeout=20, message="submitted events")
+
+        private_servers.broker.kill()
+        assert stack.client("registry").get("/readyz").status == 503
+        for organization_id in ids:
+            approved = officer.post(f"/api/v1/organizations/{organization_id}/approve")
+            assert approved.status == 200, approved.body
+        private_servers.start_broker()  # a fresh Tansu: topics, messages and offsets are gone
+
+        for service in ("evaluation", "fund"):
+            wait_until(lambda: all_registered(stack, service, ids), timeout=60, message=f"{service} after outage")
+            # Each organization had two events; replays after the outage were absorbed, not applied again.
+            assert {m["applied_events"] for m in read_models(stack, service, ids).values()} == {2}
+            assert stack.db(service)["processed_events"].count_documents({"subject": {"$in": ids}}) == 40
+    finally:
+        stack.close()
+
+
+def test_consumer_crash_between_effect_and_commit_applies_once(stack):
+    stack.start_workers("registry")  # the relay publishes registry events
+    crashing = stack.spawn_worker("fund", SOCORG_FAULTS="consumer.after_apply")
+    organization = stack.client("registry", "applicant").post("/api/v1/organizations", application()).body
+    assert crashing.wait(60) == 137, "the fund worker should have died at the fault point"
+    model = stack.db("fund")["organizations"].find_one({"_id": organization["id"]})
+    assert model is not None and model["applied_events"] == 1  # the effect committed before the crash
+
+    restarted = stack.spawn_worker("fund")
+    try:
+        officer = stack.client("registry", "officer")
+        assert officer.post(f"/api/v1/organizations/{organization['id']}/approve").status == 200
+        wait_until(lambda: all_registered(stack, "fund", [organization["id"]]), timeout=30, message="after restart")
+        # The submitted event came again after the restart (its offset was never committed) and was skipped.
+        assert stack.db("fund")["organizations"].find_one({"_id": organization["id"]})["applied_events"] == 2
+    finally:
+        restarted.terminate()
+        restarted.wait(30)
+
+
+def test_poison_message_goes_to_the_dlq_and_the_consumer_moves_on(stack):
+    stack.start_workers()
+    topic = stack.settings.topic("registry")
+    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap_servers)
+    producer.send(topic, key=b"poison", value=b"{this is not json")
+    # A well-formed event whose handler fails every time (its snapshot is not an object with a version).
+    broken = envelope(Event(type="registry.organization.registered", subject="org_broken",
+                            data={"actor": "test", "organization": {"id": "org_broken", "version": "not-a-number"}}),
+                      source_of("registry"))
+    producer.send(topic, key=b"org_broken", value=encode(broken))
+    producer.flush()
+    organization = stack.client("registry", "applicant").post("/api/v1/organizations", application()).body
+
+    # The consumer kept going: the valid event after the poison ones was applied.
+    wait_until(lambda: read_models(stack, "fund", [organization["id"]]), timeout=20, message="valid event applied")
+    wait_until(lambda: stack.db("fund")["dead_letters"].count_documents({}) == 2, timeout=20, message="dead letters")
+
+    dlq = KafkaConsumer(dlq_topic(topic), bootstrap_servers=stack.settings.kafka_bootstrap_servers,
+                        group_id=f"{stack.name}-dlq-reader", auto_offset_reset="earliest",
+                        session_timeout_ms=6000, heartbeat_interval_ms=1000, consumer_timeout_ms=15000)
+    try:
+        letters = []
+        for message in dlq:
+            letters.append(message)
+            if len(letters) >= 4:  # evaluation and fund each dead-letter both messages
+                break
+    finally:
+        dlq.close()
+    assert len(letters) == 4
+    values = {message.value for message in letters}
+    assert values == {b"{this is not json", encode(broken)}
+    for message in letters:
+        headers = dict(message.headers)
+        assert headers["x-original-topic"].decode() == topic
+        assert headers["x-error"]
+    assert stack.db("fund")["organizations"].find_one({"_id": "org_broken"}) is None
+    errors = [d["error"] for d in stack.db("fund")["dead_letters"].find()]
+    assert any("invalid event" in e for e in errors) and any("ValueError" in e for e in errors)
+    json.dumps(errors)  # stored errors are plain text
