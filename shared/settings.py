@@ -62,6 +62,12 @@ class Settings:
     area_code: str = _setting("SOCORG_AREA_CODE", "310115")
     timezone: str = _setting("SOCORG_TIMEZONE", "Asia/Shanghai")
 
+    # --- registry settings (domain thresholds, scheduler) ---
+
+    # --- evaluation settings ---
+
+    # --- fund and park settings ---
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
         environ = os.environ if environ is None else environ
