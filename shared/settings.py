@@ -67,6 +67,19 @@ class Settings:
     # --- evaluation settings ---
 
     # --- fund and park settings ---
+    # Who funds the grants, as the 360Giving export names it (production: `CN-USCI-<the bureau's USCC>`).
+    fund_funder_name: str = _setting("FUND_FUNDER_NAME", "上海市浦东新区民政局")
+    fund_funder_org_id: str = _setting("FUND_FUNDER_ORG_ID", "socorg-funder-pudong-civil-affairs")
+    fund_grant_id_prefix: str = _setting("FUND_GRANT_ID_PREFIX", "360G-socorg-pudong",
+                                         help="prefix of grant ids in the 360Giving export")
+    # Tranche percentages of a grant created from an award (comma-separated, summing to 100).
+    fund_award_tranches: str = _setting("FUND_AWARD_TRANCHES", "100")
+    # How often the worker re-checks held disbursements whose organization's risk is back to none.
+    fund_hold_sweep_seconds: float = _setting("FUND_HOLD_SWEEP_SECONDS", 60.0)
+    park_min_years: int = _setting("PARK_MIN_YEARS", 1)
+    park_max_years: int = _setting("PARK_MAX_YEARS", 5)
+    park_ending_soon_days: int = _setting("PARK_ENDING_SOON_DAYS", 90,
+                                          help="occupancy lists residents whose term ends within this many days")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
