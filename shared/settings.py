@@ -65,6 +65,12 @@ class Settings:
     # --- registry settings (domain thresholds, scheduler) ---
 
     # --- evaluation settings ---
+    # DOMAIN.md, Brand-project award: trimmed_mean drops one highest and one lowest from this many reviews on.
+    evaluation_trim_min_reviews: int = _setting("EVALUATION_TRIM_MIN_REVIEWS", 5)
+    # A project with fewer reviews than this share of reviewers_per_project (rounded up) is unranked.
+    evaluation_min_reviews_share: float = _setting("EVALUATION_MIN_REVIEWS_SHARE", 0.5)
+    # Results flag reviewers' disagreement when a project's reviews have at least this population sd (0..100).
+    evaluation_disagreement_sd: float = _setting("EVALUATION_DISAGREEMENT_SD", 15.0)
 
     # --- fund and park settings ---
     # Who funds the grants, as the 360Giving export names it (production: `CN-USCI-<the bureau's USCC>`).
