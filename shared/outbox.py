@@ -39,6 +39,9 @@ class Outbox:
     def ensure_indexes(self) -> None:
         self.collection.create_index([("sent", ASCENDING), ("order", ASCENDING)])
         self.collection.create_index([("key", ASCENDING), ("order", ASCENDING)])
+        # The audit trail's queries (shared/audit.py).
+        self.collection.create_index([("event.subject", ASCENDING), ("order", ASCENDING)])
+        self.collection.create_index([("event.data.actor", ASCENDING), ("order", ASCENDING)])
 
     def add(self, session: ClientSession | None, events: Iterable[Event]) -> list[dict]:
         """Record events in the caller's transaction. Returns their envelopes."""
@@ -73,6 +76,19 @@ class Outbox:
 
     def backlog(self) -> int:
         return self.collection.count_documents({"sent": False})
+
+    def audit(self, *, subject: str | None = None, actor: str | None = None, event_type: str | None = None,
+              skip: int = 0, limit: int = 20) -> tuple[int, list[dict]]:
+        query = {}
+        if subject:
+            query["event.subject"] = subject
+        if actor:
+            query["event.data.actor"] = actor
+        if event_type:
+            query["event.type"] = event_type
+        total = self.collection.count_documents(query)
+        records = list(self.collection.find(query).sort("order", -1).skip(skip).limit(limit))
+        return total, records
 
     def events(self, *, after_order: int = 0, limit: int = 1000) -> list[dict]:
         """The event log in order, for replays and audits."""

@@ -23,6 +23,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from werkzeug.exceptions import HTTPException
 
 from shared import logs
+from shared.audit import audit_blueprint
 from shared.errors import PROBLEM_JSON, Problem, ValidationFailed, flatten_errors, problem_body
 from shared.events import source_of
 from shared.metrics import Registry
@@ -103,7 +104,7 @@ def create_service_app(service: str, settings: Settings | None, *, blueprints: I
 
     api = ProblemApi(app, spec_kwargs={"info": {"description": f"socorg {service} service"}})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for blueprint in blueprints:
+    for blueprint in (*blueprints, audit_blueprint(lambda: context().outbox)):
         api.register_blueprint(blueprint)
     _install_operational_routes(app, ctx)
     _install_request_hooks(app, ctx)

@@ -163,3 +163,17 @@ def test_operational_endpoints(stack):
     response = stack.app("registry").test_client().get("/healthz", headers={"X-Request-ID": "abc"})
     assert response.headers["X-Request-ID"] == "abc"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_audit_trail_shows_who_did_what(stack):
+    organization = submit_and_approve(stack, applicant_sub="audited-applicant")
+    officer = stack.client("registry", "officer")
+    trail = officer.get(f"/api/v1/audit?subject={organization['id']}")
+    assert trail.status == 200 and trail.body["total"] == 2
+    assert [(e["type"].rsplit(".", 1)[1], e["actor"]) for e in trail.body["items"]] == [
+        ("registered", "li"), ("submitted", "audited-applicant")]
+    by_actor = officer.get("/api/v1/audit?actor=audited-applicant")
+    assert [e["subject"] for e in by_actor.body["items"]] == [organization["id"]]
+    assert stack.client("registry", "applicant").get("/api/v1/audit").status == 403
+    assert stack.client("registry").get("/api/v1/audit").status == 401
+    assert officer.get("/api/v1/audit?per_page=101").status == 422
