@@ -70,6 +70,14 @@ class ValidationFailed(Problem):
         return cls(f"{field_name}: {message}", errors={field_name: [message]})
 
 
+class TooManyRequests(Problem):
+    status, title, slug = 429, "Too Many Requests", "rate-limited"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 60, **kw):
+        kw.setdefault("headers", {"Retry-After": str(retry_after)})
+        super().__init__(detail, **kw)
+
+
 class Unavailable(Problem):
     status, title, slug = 503, "Service Unavailable", "unavailable"
 

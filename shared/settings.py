@@ -52,6 +52,9 @@ class Settings:
     consumer_backoff_seconds: float = _setting("SOCORG_CONSUMER_BACKOFF_SECONDS", 0.2)
     relay_poll_seconds: float = _setting("SOCORG_RELAY_POLL_SECONDS", 0.05)
 
+    # Requests per client per minute on the endpoints that invite abuse (applications, sign-in).
+    rate_limit_per_minute: int = _setting("SOCORG_RATE_LIMIT_PER_MINUTE", 60)
+
     web_workers: int = _setting("WEB_CONCURRENCY", 2, help="gunicorn worker processes per service")
     web_threads: int = _setting("WEB_THREADS", 8, help="threads per gunicorn worker")
     log_level: str = _setting("SOCORG_LOG_LEVEL", "INFO")
