@@ -90,6 +90,28 @@ class Settings:
     park_ending_soon_days: int = _setting("PARK_ENDING_SOON_DAYS", 90,
                                           help="occupancy lists residents whose term ends within this many days")
 
+    # --- portal settings ---
+    # The web portal (services/portal) talks to the services over HTTP only, with the signed-in user's token.
+    portal_port: int = _setting("PORTAL_PORT", 8000)
+    registry_url: str = _setting("REGISTRY_URL", "http://127.0.0.1:8001", help="registry base URL, as the portal calls it")
+    evaluation_url: str = _setting("EVALUATION_URL", "http://127.0.0.1:8002",
+                                   help="evaluation base URL, as the portal calls it")
+    fund_url: str = _setting("FUND_URL", "http://127.0.0.1:8003", help="fund base URL, as the portal calls it")
+    portal_timeout_seconds: float = _setting("PORTAL_TIMEOUT_SECONDS", 10.0,
+                                             help="how long the portal waits for a service before showing it as down")
+    # dev: a sign-in page that picks role and name (the portal signs the token); oidc: an identity provider.
+    auth_mode: str = _setting("SOCORG_AUTH_MODE", "dev", help="dev | oidc (the portal's sign-in)")
+    # Signs the portal's session cookie; the portal refuses the default or a short key in production.
+    portal_secret_key: str = _setting("PORTAL_SECRET_KEY", "socorg-portal-local-development-key-change-me",
+                                      secret=True)
+    oidc_issuer: str = _setting("OIDC_ISSUER", "", help="the identity provider's issuer URL (oidc mode)")
+    oidc_client_id: str = _setting("OIDC_CLIENT_ID", "")
+    oidc_client_secret: str = _setting("OIDC_CLIENT_SECRET", "", secret=True)
+    oidc_redirect_url: str = _setting("OIDC_REDIRECT_URL", "", help="the portal's /auth/callback URL as users reach it")
+    oidc_role_claim: str = _setting("OIDC_ROLE_CLAIM", "socorg_role",
+                                    help="ID-token claim carrying applicant | reviewer | officer")
+    oidc_org_claim: str = _setting("OIDC_ORG_CLAIM", "socorg_org", help="ID-token claim carrying an applicant's org id")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
         environ = os.environ if environ is None else environ
