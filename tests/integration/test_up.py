@@ -1,0 +1,53 @@
+"""`socorg up` brings up the whole system (on free ports here) and Ctrl-C stops every child."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import requests
+
+from shared import infra
+from tests.support.stack import wait_until
+
+
+def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
+    ports = {name: infra.free_port() for name in ("mongo", "broker", "registry", "evaluation", "fund")}
+    env = dict(os.environ,
+               MONGODB_URI=f"mongodb://127.0.0.1:{ports['mongo']}",
+               KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{ports['broker']}",
+               REGISTRY_PORT=str(ports["registry"]), EVALUATION_PORT=str(ports["evaluation"]),
+               FUND_PORT=str(ports["fund"]), SOCORG_DATA_DIR=str(tmp_path / "data"),
+               WEB_CONCURRENCY="1", WEB_THREADS="2", SOCORG_LOG_LEVEL="WARNING")
+    socorg = Path(sys.executable).with_name("socorg")
+    up = subprocess.Popen([str(socorg), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, start_new_session=True)
+    try:
+        for service in ("registry", "evaluation", "fund"):
+            url = f"http://127.0.0.1:{ports[service]}/readyz"
+            wait_until(lambda: _ready(url), timeout=90, interval=0.5, message=f"{service} ready")
+        children = psutil.Process(up.pid).children(recursive=True)
+        assert len(children) >= 8  # database, broker, three web servers, three workers
+        assert (tmp_path / "data" / "mongo").is_dir()  # data kept in the project-local folder
+
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+        assert up.returncode == 0
+        assert "socorg is up" in output and "stopped" in output
+        for service in ("registry", "evaluation", "fund"):
+            assert f"127.0.0.1:{ports[service]}" in output  # the URLs are printed
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
