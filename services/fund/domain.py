@@ -294,7 +294,7 @@ def reject_grant(fund_id: str | None, organization: dict | None, body: dict, rea
 
 def _new_grant(fund_id, organization, body, amounts, *, actor, now, source, award) -> dict:
     organization = organization or {}
-    return {
+    grant = {
         "_id": new_id("grant"),
         "fund_id": fund_id,
         "organization_id": body["organization_id"],
@@ -312,12 +312,14 @@ def _new_grant(fund_id, organization, body, amounts, *, actor, now, source, awar
         "clawbacks": [],
         "source": source,
         "award": award,
-        "award_key": award["key"] if award else None,
         "created_at": now,
         "created_by": actor,
         "updated_at": now,
         "version": 1,
     }
+    if award:  # only award grants carry the key: the unique index skips documents without it
+        grant["award_key"] = award["key"]
+    return grant
 
 
 def grant_summary(grant: dict) -> dict:
