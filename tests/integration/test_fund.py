@@ -303,3 +303,36 @@ def test_forty_parallel_grants_commit_exactly_what_the_fund_covers(fund_stack):
 def test_openapi_documents_the_fund_api(fund_stack, path):
     spec = fund_stack.client("fund").get("/openapi.json").body
     assert any(p.startswith(path.replace("/x/", "/{grant_id}/")) for p in spec["paths"])
+
+
+def test_the_periodic_sweep_releases_holds_whose_release_was_missed(fund_stack):
+    from services.fund.handlers import worker_spec
+
+    known_organization(fund_stack, "org_sweep", risk="abnormal")
+    fund = open_fund(fund_stack)
+    grant = make_grant(fund_stack, fund["id"], "org_sweep")
+    assert disburse(fund_stack, grant["id"], "sw").body["status"] == "held"
+    (sweep,) = worker_spec(fund_stack.db("fund"), fund_stack.settings).jobs
+    assert sweep.run() == 0  # still abnormal: nothing is released
+    # The read model says clear, but no reaction ran (as if the worker died between the two).
+    fund_stack.db("fund")["organizations"].update_one({"_id": "org_sweep"}, {"$set": {"risk": "none"}})
+    assert sweep.run() == 1
+    assert grant_doc(fund_stack, grant["id"])["disbursed_fen"] == 330_000
+    assert sweep.run() == 0
+
+
+def test_a_hold_never_slips_past_a_concurrent_release(fund_stack):
+    """A disbursement reading `abnormal` and a risk_cleared event racing it: whichever commits second sees the
+    other, so the tranche ends up paid either way and never stays held with the organization clear."""
+    fund = open_fund(fund_stack, budget_fen=100_000_000)
+    for n in range(8):
+        organization_id = f"org_skew{n}"
+        known_organization(fund_stack, organization_id, risk="abnormal")
+        grant = make_grant(fund_stack, fund["id"], organization_id)
+        clear = registry_event("risk_cleared", organization_snapshot(organization_id))
+        calls = [lambda: disburse(fund_stack, grant["id"], "skew"), lambda: deliver(fund_stack, clear)]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for future in [pool.submit(call) for call in calls]:
+                future.result()
+        stored = grant_doc(fund_stack, grant["id"])
+        assert stored["held_fen"] == 0 and stored["disbursed_fen"] == 330_000, stored["disbursements"]
