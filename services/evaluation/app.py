@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.evaluation.api import organizations_blp
+from services.evaluation.api import blp, organizations_blp
 from services.evaluation.store import EvaluationStore
 from shared.settings import Settings
 from shared.web import create_service_app
@@ -11,4 +11,5 @@ SERVICE = "evaluation"
 
 
 def create_app(settings: Settings | None = None, **kwargs):
-    return create_service_app(SERVICE, settings, blueprints=[organizations_blp], make_store=EvaluationStore, **kwargs)
+    return create_service_app(SERVICE, settings, blueprints=[organizations_blp, blp], make_store=EvaluationStore,
+                              **kwargs)
