@@ -239,13 +239,17 @@ class FundStore:
         organization = self.organizations.get(award.organization_id, session)
         body = award.grant_body(self.rules.award_tranches)
         now = now_utc()
-        refusal = domain.award_fund_refusal(fund, award) or domain.grant_refusal(organization, award.organization_id)
+        refusal = domain.award_fund_refusal(fund, award)
         if refusal is None:
-            grant, fund_changes, entry, events = domain.commit_grant(
-                fund, organization, body, actor=SYSTEM_ACTOR, now=now, source="award", award=award.as_reference())
-            self._update_fund(session, fund, fund_changes)
-            self.journal.insert_one(entry, session=session)
-        else:
+            try:
+                grant, fund_changes, entry, events = domain.commit_grant(
+                    fund, organization, body, actor=SYSTEM_ACTOR, now=now, source="award", award=award.as_reference())
+            except (Conflict, ValidationFailed) as problem:  # the organization may not receive it, or a tiny prize
+                refusal = problem.detail
+            else:
+                self._update_fund(session, fund, fund_changes)
+                self.journal.insert_one(entry, session=session)
+        if refusal is not None:
             grant, events = domain.reject_grant(fund["_id"] if fund else None, organization, body, refusal,
                                                 actor=SYSTEM_ACTOR, now=now, source="award",
                                                 award=award.as_reference())
