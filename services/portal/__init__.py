@@ -1,0 +1,1 @@
+"""The web portal: one site for applicants, reviewers and officers, on the services' public APIs."""

@@ -1,0 +1,138 @@
+"""What every portal page shares: the signed-in user, role checks, the backend, CSRF, form rendering."""
+
+from __future__ import annotations
+
+import functools
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Mapping
+from urllib.parse import urlsplit
+
+import requests
+from flask import abort, current_app, redirect, render_template, request, session, url_for
+from flask_babel import gettext
+
+from services.portal.backend import ApiError, Backend
+from services.portal.forms import errors_for_form
+from shared.settings import Settings
+
+ROLE_HOME = {"applicant": "applicant.home", "reviewer": "reviewer.home", "officer": "officer.home"}
+
+
+@dataclass(frozen=True)
+class User:
+    sub: str
+    role: str
+    org: str | None
+    token: str
+    expires_at: int
+
+
+def settings() -> Settings:
+    return current_app.extensions["portal"]["settings"]
+
+
+def current_user() -> User | None:
+    data = session.get("user")
+    if not data:
+        return None
+    if data.get("expires_at", 0) <= time.time():
+        session.pop("user", None)
+        return None
+    return User(**data)
+
+
+def sign_in(user: User) -> None:
+    session.clear()
+    session["user"] = user.__dict__.copy()
+    session.permanent = True
+
+
+def role_required(*roles: str):
+    """A page for some roles: not signed in goes to sign-in (and comes back), another role gets 403."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            user = current_user()
+            if user is None:
+                return redirect(url_for("auth.signin", next=request.full_path.rstrip("?")))
+            if user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+_http = threading.local()
+
+
+def http_session() -> requests.Session:
+    """One connection pool per thread (requests.Session is not meant to be shared across threads)."""
+    if not hasattr(_http, "session"):
+        _http.session = requests.Session()
+    return _http.session
+
+
+def backend() -> Backend:
+    config = settings()
+    user = current_user()
+    urls = {"registry": config.registry_url, "evaluation": config.evaluation_url, "fund": config.fund_url}
+    return Backend(urls, user.token if user else None, timeout=config.portal_timeout_seconds, http=http_session())
+
+
+# -- CSRF: every POST carries the session's token ----------------------------------------------------
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def check_csrf() -> None:
+    if request.method != "POST":
+        return
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
+    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+        abort(400, description="csrf")
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only a path on this site (no scheme, no host), so a link cannot send users elsewhere."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    return target
+
+
+# -- forms -------------------------------------------------------------------------------------------
+ROW_KEY = re.compile(r"^(?P<prefix>[a-z_]+)\.(?P<index>\d+)\.(?P<field>[a-z_]+)$")
+
+
+def label_of(key: str, labels: Mapping[str, str]) -> str:
+    """The translated label of a field for the error summary; rows read 'Council member 2: name'."""
+    if key in labels:
+        return gettext(labels[key])
+    match = ROW_KEY.match(key)
+    if match and f"{match['prefix']}.*.{match['field']}" in labels:
+        row = int(match["index"]) + 1
+        return gettext("Row %(row)s", row=row) + ": " + gettext(labels[f"{match['prefix']}.*.{match['field']}"])
+    return key
+
+
+def render_form(template: str, *, values: Mapping | None = None, errors: Mapping | None = None,
+                problem: ApiError | None = None, status: int = 200, **context):
+    """Render a form page; with errors it answers 422 (or the API's status) so the failure is visible."""
+    errors = dict(errors or {})
+    if problem is not None:
+        errors.update(errors_for_form(problem.errors))
+        status = problem.status if problem.status in (409, 412, 422) else 422
+    elif errors:
+        status = 422
+    return render_template(template, values=values or {}, errors=errors, problem=problem, **context), status
