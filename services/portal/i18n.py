@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -20,6 +21,7 @@ SOURCE_DIR = Path(__file__).resolve().parent / "translations"
 LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 DOMAIN = "messages"
+LAYOUT = "v2"  # bump when the compiled layout changes, so no process reads an older one
 
 
 def N_(message: str) -> str:
@@ -35,15 +37,16 @@ def compile_catalogs(source: Path = SOURCE_DIR, target_root: Path | None = None)
     """Compile every .po under `source` into .mo files; return the directory to load translations from."""
     sources = catalogs(source)
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
-    target = (target_root or Path(tempfile.gettempdir())) / f"socorg-portal-i18n-{digest}"
+    target = (target_root or Path(tempfile.gettempdir())) / f"socorg-portal-i18n-{digest}-{LAYOUT}"
     for po_path in sources:
-        relative = po_path.relative_to(source).with_suffix(".mo")
-        mo_path = target / relative
+        locale = po_path.parts[-3]
+        # Flask-Babel looks a locale up by Babel's full name (zh_CN is zh_Hans_CN), so write it there.
+        mo_path = target / str(Locale.parse(locale)) / "LC_MESSAGES" / f"{DOMAIN}.mo"
         if mo_path.exists():
             continue
         mo_path.parent.mkdir(parents=True, exist_ok=True)
         with po_path.open("rb") as handle:
-            catalog = read_po(handle, locale=po_path.parts[-3])
+            catalog = read_po(handle, locale=locale)
         # Write beside and rename: a process reading concurrently sees the old file or the whole new one.
         fd, temporary = tempfile.mkstemp(dir=mo_path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
