@@ -12,7 +12,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from decimal import Decimal
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
@@ -109,8 +109,11 @@ def check_criteria(criteria: Sequence[dict]) -> None:
 
 
 def aware(moment: datetime, tz: tzinfo) -> datetime:
-    """A deadline given without an offset is a local time of the district (Asia/Shanghai)."""
-    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+    """A deadline given without an offset is a local time of the district (Asia/Shanghai). It is kept in UTC at
+    the millisecond precision MongoDB stores, so the round reads back exactly as it was first answered."""
+    moment = moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def ensure_open(round_: dict, now: datetime, doing: str) -> None:
