@@ -7,7 +7,6 @@ pip, non-root, production mode) are read off the parsed instructions.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import runpy
 import subprocess
@@ -101,14 +100,21 @@ def test_the_gunicorn_config_lands_where_every_web_command_looks_for_it():
 
 
 # -- .dockerignore ----------------------------------------------------------------------------------------
+def _pattern(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern as Docker reads it: `*` and `?` stay within one path segment, `**` spans any."""
+    parts = re.split(r"(\*\*/?|\*|\?)", pattern)
+    translated = {"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(translated.get(part, re.escape(part)) for part in parts) + r"\Z")
+
+
 def _ignored(path: str, patterns: list[str]) -> bool:
     """Docker's rule: the last matching pattern wins; a pattern matching a directory covers its contents."""
     candidates = [path] + [str(parent) for parent in Path(path).parents if str(parent) != "."]
     ignored = False
     for pattern in patterns:
         negated = pattern.startswith("!")
-        pattern = pattern.lstrip("!").strip("/")
-        if any(fnmatch.fnmatchcase(candidate, pattern) for candidate in candidates):
+        regex = _pattern(pattern.lstrip("!").strip("/"))
+        if any(regex.match(candidate) for candidate in candidates):
             ignored = not negated
     return ignored
 
@@ -124,7 +130,9 @@ def test_everything_the_dockerfile_copies_is_in_the_build_context():
         if command.cmd != "COPY" or any(flag.startswith("--from") for flag in command.flags):
             continue
         for source in command.value[:-1]:
-            files = [ROOT / source] if (ROOT / source).is_file() else list((ROOT / source).rglob("*.py"))
+            files = [ROOT / source] if (ROOT / source).is_file() else [
+                file for file in (ROOT / source).rglob("*")
+                if file.is_file() and "__pycache__" not in file.parts and file.suffix != ".pyc"]
             assert files, f"{source} does not exist"
             for file in files:
                 relative = file.relative_to(ROOT).as_posix()
@@ -134,8 +142,9 @@ def test_everything_the_dockerfile_copies_is_in_the_build_context():
 def test_the_build_context_leaves_out_what_the_image_does_not_need():
     patterns = _dockerignore()
     for path in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", ".data/mongo/x",
-                 "shared/__pycache__/settings.cpython-311.pyc", "deploy/compose.yaml"):
+                 "shared/__pycache__/settings.cpython-311.pyc", "deploy/compose.yaml", "README.md"):
         assert _ignored(path, patterns), path
+    assert not _ignored("services/registry/README.md", patterns), "`*` does not cross a directory"
 
 
 # -- the gunicorn configuration ---------------------------------------------------------------------------
