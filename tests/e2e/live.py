@@ -11,7 +11,7 @@ import dataclasses
 import threading
 from pathlib import Path
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from shared import infra
 from tests.support.stack import SERVICES, Stack
@@ -19,10 +19,15 @@ from tests.support.stack import SERVICES, Stack
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):  # the services log their own requests
+        pass
+
+
 class ThreadedServer:
     def __init__(self, app, port: int | None = None):
         self.port = port or infra.free_port()
-        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=QuietHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name=f"wsgi-{self.port}")
 
     @property

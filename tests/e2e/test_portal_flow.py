@@ -65,7 +65,7 @@ def test_apply_approve_enter_score_close_award_pay(people, live):
     expect(card).to_be_visible()
     officer.shot("04-officer-pending-applications")
     card.get_by_role("button", name=re.compile("批准")).click()
-    expect(page.locator(".flash-success")).to_contain_text("USCC")
+    expect(page.locator(".flashes .flash-success")).to_contain_text("USCC")
 
     page = applicant.goto(f"/applicant/organizations/{organization_id}")
     expect(page.locator(".status-registered").first).to_be_visible()
@@ -94,7 +94,7 @@ def test_apply_approve_enter_score_close_award_pay(people, live):
         page.fill("#f-reviewer", reviewer)
         page.fill("#f-name", name)
         page.get_by_role("button", name=re.compile("添加评审")).click()
-        expect(page.locator(".flash-success")).to_be_visible()
+        expect(page.locator(".flashes .flash-success")).to_be_visible()
 
     # -- the applicant enters a project (the registration reached evaluation through events) ------------------
     page = applicant.goto("/applicant")
@@ -106,12 +106,12 @@ def test_apply_approve_enter_score_close_award_pay(people, live):
     page.fill("#f-budget_yuan", "200000")
     applicant.shot("08-applicant-enter-project")
     page.get_by_role("button", name=re.compile("提交项目")).click()
-    expect(page.locator(".flash-success")).to_contain_text("社区长者助餐服务")
+    expect(page.locator(".flashes .flash-success")).to_contain_text("社区长者助餐服务")
 
     # -- the officer assigns; both reviewers score -------------------------------------------------------------
     page = officer.goto(round_url.removeprefix(live.url))
     page.get_by_role("button", name=re.compile("分配评审")).click()
-    expect(page.locator(".flash-success")).to_be_visible()
+    expect(page.locator(".flashes .flash-success")).to_be_visible()
     officer.shot("09-officer-round-assigned")
 
     for reviewer, scores in (("expert-wang", ("9", "8", "7")), ("expert-zhao", ("8", "8", "9"))):
@@ -125,7 +125,7 @@ def test_apply_approve_enter_score_close_award_pay(people, live):
         page.fill("#f-comment", "目标清晰，可行。")
         person.shot(f"11-reviewer-{reviewer}-score-form")
         page.get_by_role("button", name=re.compile("保存评分")).click()
-        expect(page.locator(".flash-success")).to_be_visible()
+        expect(page.locator(".flashes .flash-success")).to_be_visible()
         # Save and come back: the saved scores are in the form again.
         expect(page.locator("#f-scores-impact")).to_have_value(scores[0])
         page = person.goto("/reviewer")
@@ -143,7 +143,7 @@ def test_apply_approve_enter_score_close_award_pay(people, live):
     row.locator("input[name$='.tier']").fill("一等奖")
     row.locator("input[name$='.prize_yuan']").fill("50000")
     page.get_by_role("button", name=re.compile("授予奖项")).click()
-    expect(page.locator(".flash-success")).to_be_visible()
+    expect(page.locator(".flashes .flash-success")).to_be_visible()
 
     # -- the grant appears on the fund dashboard (award.granted event) and a tranche is paid -----------------
     page = officer.goto(fund_url.removeprefix(live.url))
@@ -156,6 +156,6 @@ def test_apply_approve_enter_score_close_award_pay(people, live):
     expect(grant_row).to_be_visible()
     officer.shot("13-officer-fund-dashboard-grant")
     grant_row.get_by_role("button", name=re.compile("拨付第")).click()
-    expect(page.locator(".flash-success")).to_contain_text("¥50,000.00")
+    expect(page.locator(".flashes .flash-success")).to_contain_text("¥50,000.00")
     expect(page.locator("dl.money")).to_contain_text("¥50,000.00")
     officer.shot("14-officer-fund-dashboard-paid")
