@@ -10,6 +10,7 @@ Two outcomes besides success, so pages can show them well:
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,8 @@ import requests
 
 SERVICES = ("registry", "evaluation", "fund")
 UNAVAILABLE_STATUSES = {502, 503, 504}
+# Keys come from hidden form fields the portal wrote; anything else (tampered, not ASCII) is not sent.
+SAFE_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 class ServiceDown(Exception):
@@ -69,7 +72,7 @@ class ServiceClient:
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        if idempotency_key:
+        if idempotency_key and SAFE_KEY.fullmatch(idempotency_key):
             headers["Idempotency-Key"] = idempotency_key
         params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         try:

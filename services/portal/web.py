@@ -46,7 +46,11 @@ def current_user() -> User | None:
 
 
 def sign_in(user: User) -> None:
+    """A fresh session for the new user (no state carried over, a new CSRF token), keeping the language."""
+    language = session.get("lang")
     session.clear()
+    if language:
+        session["lang"] = language
     session["user"] = user.__dict__.copy()
     session.permanent = True
 

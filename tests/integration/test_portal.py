@@ -1,0 +1,187 @@
+"""The portal through the real stack: its pages call the services over HTTP with the user's token.
+
+The services run as HTTP servers in threads on this test's own databases and topics (tests/e2e/live.py);
+the portal is driven with Flask's test client, as a browser without JavaScript would use it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from tests.e2e.live import LiveStack
+from tests.support.data import application
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Browser:
+    """A portal session: signs in through the sign-in form and sends each form with its CSRF token."""
+
+    def __init__(self, app, role: str, sub: str, org: str | None = None, lang: str = "zh_CN"):
+        self.client = app.test_client()
+        self.client.get(f"/lang/{lang}")
+        page = self.client.get("/signin").get_data(as_text=True)
+        signed = self.client.post("/signin", data={"csrf_token": CSRF.search(page)[1], "role": role, "sub": sub,
+                                                   "org": org or ""})
+        assert signed.status_code == 302, signed.get_data(as_text=True)
+
+    def get(self, path: str):
+        response = self.client.get(path)
+        return response.status_code, response.get_data(as_text=True)
+
+    def post(self, path: str, data: dict, *, csrf: bool = True):
+        with self.client.session_transaction() as session:
+            token = session.get("csrf")
+        if token is None:  # signing in starts a new session; any rendered form mints its token
+            self.client.get("/signin?switch=1")
+            with self.client.session_transaction() as session:
+                token = session["csrf"]
+        response = self.client.post(path, data={**data, **({"csrf_token": token} if csrf else {})})
+        return response.status_code, response.get_data(as_text=True), response.headers
+
+
+@pytest.fixture
+def live(stack):
+    running = LiveStack(stack).start()
+    yield running
+    running.stop()
+
+
+def portal(live):
+    return live.portal.server.app
+
+
+def apply_form(body: dict, **overrides) -> dict:
+    form = {"idempotency_key": "portal-test-" + uuid.uuid4().hex, "name": body["name"], "type": body["type"],
+            "domain": body["domain"], "address": body["address"],
+            "legal_representative.name": body["legal_representative"]["name"],
+            "legal_representative.id_number": body["legal_representative"]["id_number"],
+            "contact.phone": body["contact"]["phone"], "contact.email": body["contact"]["email"],
+            "registered_funds_yuan": "100000", "term_years": "5"}
+    for index, member in enumerate(body["council"]):
+        form[f"council.{index}.name"], form[f"council.{index}.role"] = member["name"], member["role"]
+    form.update(overrides)
+    return form
+
+
+def organizations(stack):
+    return stack.db("registry")["organizations"]
+
+
+def test_apply_shows_the_api_message_beside_its_field_and_creates_nothing(stack, live):
+    applicant = Browser(portal(live), "applicant", "zhang")
+    status, html, _ = applicant.post("/applicant/apply", apply_form(application(), **{"contact.email": "not-mail"}))
+    assert status == 422
+    # The registry's own message, beside the e-mail field, linked from the summary at the top.
+    beside = re.search(r'<p class="error-message" id="f-contact-email-error">(.*?)</p>', html, re.S)
+    assert beside and "email" in beside[1].lower()
+    assert 'id="f-contact-email" name="contact.email" type="email" value="not-mail"' in html
+    assert 'href="#f-contact-email"' in html and "联系邮箱" in html
+    assert organizations(stack).count_documents({}) == 0
+
+
+def test_apply_refuses_unreadable_money_before_calling_the_api(stack, live):
+    applicant = Browser(portal(live), "applicant", "zhang")
+    status, html, _ = applicant.post("/applicant/apply", apply_form(application(), registered_funds_yuan="十万"))
+    assert status == 422
+    assert 'id="f-registered_funds_yuan-error"' in html and "请输入以元为单位的金额" in html
+    assert organizations(stack).count_documents({}) == 0
+
+
+def test_apply_then_the_applicant_sees_its_status_and_the_officer_approves(stack, live):
+    body = application()
+    applicant = Browser(portal(live), "applicant", "zhang")
+    status, _, headers = applicant.post("/applicant/apply", apply_form(body))
+    assert status == 302
+    organization_id = headers["Location"].rsplit("/", 1)[1]
+    stored = organizations(stack).find_one({"_id": organization_id})
+    assert stored["name"] == body["name"] and stored["registered_funds_fen"] == 10_000_000
+    assert stored["applicant"] == "zhang"
+
+    status, html = applicant.get(f"/applicant/organizations/{organization_id}")
+    assert status == 200 and body["name"] in html and "已提交" in html
+
+    officer = Browser(portal(live), "officer", "li")
+    status, _, _ = officer.post(f"/officer/organizations/{organization_id}/approve", {})
+    assert status == 302
+    status, html = applicant.get(f"/applicant/organizations/{organization_id}")
+    uscc = organizations(stack).find_one({"_id": organization_id})["uscc"]
+    assert "已登记" in html and uscc in html
+
+
+def test_a_repeated_apply_form_has_one_effect(stack, live):
+    applicant = Browser(portal(live), "applicant", "zhang")
+    form = apply_form(application())
+    first = applicant.post("/applicant/apply", form)
+    second = applicant.post("/applicant/apply", form)
+    assert first[0] == second[0] == 302 and first[2]["Location"] == second[2]["Location"]
+    assert organizations(stack).count_documents({}) == 1
+
+
+def test_reject_needs_a_reason_and_changes_nothing_without_one(stack, live):
+    applicant = Browser(portal(live), "applicant", "zhang")
+    location = applicant.post("/applicant/apply", apply_form(application()))[2]["Location"]
+    organization_id = location.rsplit("/", 1)[1]
+    officer = Browser(portal(live), "officer", "li")
+    status, html, _ = officer.post(f"/officer/organizations/{organization_id}/reject", {"reason": "  "})
+    assert status == 422 and "不予登记理由" in html and "必填" in html
+    assert organizations(stack).find_one({"_id": organization_id})["status"] == "submitted"
+
+
+def test_a_form_without_its_csrf_token_is_refused(stack, live):
+    applicant = Browser(portal(live), "applicant", "zhang")
+    status, html, _ = applicant.post("/applicant/apply", apply_form(application()), csrf=False)
+    assert status == 400 and "表单已过期" in html
+    assert organizations(stack).count_documents({}) == 0
+
+
+def test_pages_check_the_role(stack, live):
+    anonymous = portal(live).test_client()
+    response = anonymous.get("/officer/funds")
+    assert response.status_code == 302 and "/signin?next=/officer/funds" in response.headers["Location"]
+    applicant = Browser(portal(live), "applicant", "zhang")
+    status, html = applicant.get("/officer/funds")
+    assert status == 403 and "无权访问" in html
+    reviewer = Browser(portal(live), "reviewer", "wang")
+    assert reviewer.get("/applicant/apply")[0] == 403
+
+
+def test_unknown_page_and_unknown_organization_are_pages_not_traces(stack, live):
+    officer = Browser(portal(live), "officer", "li")
+    status, html = officer.get("/no/such/page")
+    assert status == 404 and "未找到" in html
+    status, html = officer.get("/officer/organizations/org_missing")
+    assert status == 404 and "Traceback" not in html and "<h1>" in html
+
+
+def test_both_languages(stack, live):
+    for lang, heading, switch in (("zh_CN", "申请登记", "English"), ("en", "Apply for registration", "中文")):
+        applicant = Browser(portal(live), "applicant", "zhang", lang=lang)
+        status, html = applicant.get("/applicant/apply")
+        assert status == 200 and f"<h1>{heading}</h1>" in html and switch in html
+        assert html.count("<label for=") >= 15
+
+
+def test_security_headers_and_no_external_resources(stack, live):
+    client = portal(live).test_client()
+    response = client.get("/signin")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    html = response.get_data(as_text=True)
+    assert not re.search(r'(src|href)="https?://', html)
+
+
+def test_a_service_that_is_down_gives_a_clear_page(stack):
+    live = LiveStack(stack, down=("registry",)).start()
+    try:
+        officer = Browser(live.portal.server.app, "officer", "li")
+        status, html = officer.get("/officer/applications")
+        assert status == 503
+        assert "该服务暂时无法使用" in html and "登记管理" in html and "Traceback" not in html
+        applicant = Browser(live.portal.server.app, "applicant", "zhang", lang="en")
+        status, html, _ = applicant.post("/applicant/apply", apply_form(application()))
+        assert status == 503 and "registration service is not answering" in html
+    finally:
+        live.stop()
