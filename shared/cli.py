@@ -106,7 +106,8 @@ def _up(settings: Settings, args) -> int:
             print(f"starting Tansu on 127.0.0.1:{broker_port}")
             children.append(infra.start_broker(broker_port, log_dir))
 
-        kafka = KafkaLink(settings.kafka_bootstrap_servers, partitions=settings.topic_partitions)
+        kafka = KafkaLink(settings.kafka_bootstrap_servers, partitions=settings.topic_partitions,
+                          replication=settings.topic_replication)
         topics = [t for service in SERVICES for t in (settings.topic(service), dlq_topic(settings.topic(service)))]
         created = kafka.ensure_topics(topics)
         kafka.close()

@@ -19,9 +19,11 @@ log = logging.getLogger("socorg.kafka")
 class KafkaLink:
     """Lazily created producer and admin client, recreated after a broker failure."""
 
-    def __init__(self, bootstrap_servers: str, *, partitions: int = 6, client_id: str = "socorg"):
+    def __init__(self, bootstrap_servers: str, *, partitions: int = 6, replication: int = 1,
+                 client_id: str = "socorg"):
         self.bootstrap_servers = bootstrap_servers.split(",")
         self.partitions = partitions
+        self.replication = replication
         self.client_id = client_id
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
@@ -59,7 +61,7 @@ class KafkaLink:
         created = set()
         for topic in missing:
             try:
-                self.admin().create_topics([NewTopic(topic, self.partitions, 1)])
+                self.admin().create_topics([NewTopic(topic, self.partitions, self.replication)])
                 created.add(topic)
                 log.info("created topic %s with %d partitions", topic, self.partitions)
             except TopicAlreadyExistsError:

@@ -47,6 +47,8 @@ class Settings:
     # Prefix of every topic and consumer group, so several deployments (or test runs) can share a broker.
     kafka_namespace: str = _setting("SOCORG_KAFKA_NAMESPACE", "")
     topic_partitions: int = _setting("SOCORG_TOPIC_PARTITIONS", 6, help="partitions per event topic")
+    # Replicas of a topic the services create themselves (the local broker has one node; production three).
+    topic_replication: int = _setting("SOCORG_TOPIC_REPLICATION", 1, help="replication factor of created topics")
     # How many times a consumer retries a failing event before it goes to <topic>.dlq.
     consumer_max_attempts: int = _setting("SOCORG_CONSUMER_MAX_ATTEMPTS", 5)
     consumer_backoff_seconds: float = _setting("SOCORG_CONSUMER_BACKOFF_SECONDS", 0.2)

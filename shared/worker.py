@@ -63,9 +63,11 @@ class Worker:
         spec = (spec_factory or spec_factory_of(service))(self.db, settings)
         self.spec = spec
         self.kafka = KafkaLink(settings.kafka_bootstrap_servers, partitions=settings.topic_partitions,
+                               replication=settings.topic_replication,
                                client_id=f"socorg-{spec.service}")
         # The consumer gets its own Kafka link: a relay reset must not close the consumer's DLQ producer.
         self.consumer_kafka = KafkaLink(settings.kafka_bootstrap_servers, partitions=settings.topic_partitions,
+                                        replication=settings.topic_replication,
                                         client_id=f"socorg-{spec.service}-consumer")
         self.outbox = Outbox(self.db, source_of(spec.service))
         self.outbox.ensure_indexes()

@@ -200,13 +200,19 @@ def _is_address(value: str) -> bool:
     return "://" in value or bool(re.fullmatch(r"[\w.-]+:\d+(,[\w.-]+:\d+)*", value))
 
 
+# Settings that follow the topology: compose runs one Kafka broker, the cluster three.
+TOPOLOGY_SETTINGS = {"SOCORG_TOPIC_REPLICATION"}
+
+
 def test_compose_and_kubernetes_configure_the_same_system():
-    """Only addresses (hosts differ between a Docker network and a cluster) and secrets may differ."""
+    """Only addresses (hosts differ between a Docker network and a cluster), secrets and the topology's
+    size may differ."""
     compose_env = environment(next(iter(socorg_processes().values())))
     k8s_env = config_map_data()
     differing = {name for name in set(compose_env) & set(k8s_env)
                  if compose_env[name] != k8s_env[name] and not _is_address(compose_env[name])}
-    assert differing == set()
+    assert differing <= TOPOLOGY_SETTINGS
+    assert compose_env["SOCORG_TOPIC_REPLICATION"] == "1" and k8s_env["SOCORG_TOPIC_REPLICATION"] == "3"
 
 
 # -- images -----------------------------------------------------------------------------------------------
