@@ -48,7 +48,7 @@ class BenchStack:
 
     def gunicorn(self, name: str, app: str, port: int, workers: int = 2, threads: int = 8) -> None:
         argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                "--threads", str(threads), "--worker-class", "gthread", app]
+                "--threads", str(threads), "--worker-class", "gthread", "--no-control-socket", app]
         process = infra.ManagedProcess(name, argv, port, self.logs / f"{name}.log", env=self.env()).start()
         self.processes.append(process)
         infra.wait_for_port(port, 60)

@@ -128,7 +128,9 @@ def _up(settings: Settings, args) -> int:
             port = settings.port_of(service)
             argv = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(settings.web_workers),
                     "--threads", str(settings.web_threads), "--worker-class", "gthread",
-                    "--graceful-timeout", "5", "--name", f"socorg-{service}", f"services.{service}.app:create_app()"]
+                    "--graceful-timeout", "5", "--name", f"socorg-{service}",
+                    # Each gunicorn would otherwise claim the same control socket under $HOME.
+                    "--no-control-socket", f"services.{service}.app:create_app()"]
             children.append(infra.ManagedProcess(f"{service}-web", argv, port, log_dir / f"{service}-web.log",
                                                  env=env).start())
             socorg = str(Path(sys.executable).with_name("socorg"))
