@@ -68,6 +68,36 @@ class Settings:
     timezone: str = _setting("SOCORG_TIMEZONE", "Asia/Shanghai")
 
     # --- registry settings (domain thresholds, scheduler) ---
+    # DOMAIN.md, Registration.
+    registry_name_min_length: int = _setting("REGISTRY_NAME_MIN_LENGTH", 6)
+    registry_name_max_length: int = _setting("REGISTRY_NAME_MAX_LENGTH", 50)
+    registry_forbidden_name_words: str = _setting("REGISTRY_FORBIDDEN_NAME_WORDS", "中国,全国,中华",
+                                                  help="comma-separated words no name may contain")
+    registry_min_individual_members: int = _setting("REGISTRY_MIN_INDIVIDUAL_MEMBERS", 50)
+    registry_min_unit_members: int = _setting("REGISTRY_MIN_UNIT_MEMBERS", 30)
+    registry_min_total_members: int = _setting("REGISTRY_MIN_TOTAL_MEMBERS", 50)
+    registry_min_funds_social_group_fen: int = _setting("REGISTRY_MIN_FUNDS_SOCIAL_GROUP_FEN", 3_000_000)
+    registry_min_funds_social_service_agency_fen: int = _setting("REGISTRY_MIN_FUNDS_SOCIAL_SERVICE_AGENCY_FEN",
+                                                                 10_000_000)
+    registry_min_funds_foundation_fen: int = _setting("REGISTRY_MIN_FUNDS_FOUNDATION_FEN", 200_000_000)
+    registry_council_min: int = _setting("REGISTRY_COUNCIL_MIN", 3)
+    registry_foundation_council_min: int = _setting("REGISTRY_FOUNDATION_COUNCIL_MIN", 5)
+    registry_council_max: int = _setting("REGISTRY_COUNCIL_MAX", 25)
+    registry_term_years_max: int = _setting("REGISTRY_TERM_YEARS_MAX", 5)
+    # DOMAIN.md, Terms and Risk lists.
+    registry_renewal_window_months: int = _setting("REGISTRY_RENEWAL_WINDOW_MONTHS", 6)
+    registry_annual_report_deadline: str = _setting("REGISTRY_ANNUAL_REPORT_DEADLINE", "05-31",
+                                                    help="MM-DD of year Y+1 by which the report for Y is due")
+    registry_escalation_years: int = _setting("REGISTRY_ESCALATION_YEARS", 2,
+                                              help="an unfulfilled abnormal flag becomes serious after this")
+    registry_officer_flag_expiry_months: int = _setting("REGISTRY_OFFICER_FLAG_EXPIRY_MONTHS", 6)
+    registry_serious_clear_years: int = _setting("REGISTRY_SERIOUS_CLEAR_YEARS", 2)
+    # The daily sweep: the worker checks this often whether today's sweep has run, and runs it after this
+    # Shanghai time of day.
+    registry_sweep_check_seconds: float = _setting("REGISTRY_SWEEP_CHECK_SECONDS", 300.0)
+    registry_sweep_time: str = _setting("REGISTRY_SWEEP_TIME", "01:00", help="HH:MM, Asia/Shanghai")
+    # The search index follows the organizations' change stream this often.
+    registry_search_poll_seconds: float = _setting("REGISTRY_SEARCH_POLL_SECONDS", 0.05)
 
     # --- evaluation settings ---
     # DOMAIN.md, Brand-project award: trimmed_mean drops one highest and one lowest from this many reviews on.

@@ -1,7 +1,50 @@
-"""Events the registry consumes. It publishes but consumes none yet; its worker runs the outbox relay."""
+"""The registry's background work, run by its worker process (`socorg worker registry`).
 
-from shared.worker import WorkerSpec
+It consumes no other service's events. Besides the outbox relay the worker runs two periodic jobs:
+- `search-index`: follows the organizations' change stream into the search index (see store.SearchFollower);
+- `daily-risk-sweep`: once a day, after REGISTRY_SWEEP_TIME (Asia/Shanghai), the same sweep as
+  `POST /api/v1/risk-sweeps` for today (REGISTRY_SWEEP_CHECK_SECONDS <= 0 turns it off).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pymongo.database import Database
+
+from services.registry import domain
+from services.registry.store import RegistryStore, SearchFollower
+from shared.events import source_of
+from shared.metrics import Registry
+from shared.outbox import Outbox
+from shared.settings import Settings
+from shared.unit_of_work import UnitOfWork
+from shared.web import ServiceContext
+from shared.worker import PeriodicJob, WorkerSpec
+
+log = logging.getLogger("socorg.registry.worker")
+SERVICE = "registry"
 
 
-def worker_spec(db, settings) -> WorkerSpec:
-    return WorkerSpec(service="registry")
+def worker_spec(db: Database, settings: Settings) -> WorkerSpec:
+    follower = SearchFollower(db, domain.Rules.from_settings(settings).region_key)
+    jobs = [PeriodicJob("search-index", settings.registry_search_poll_seconds, follower.catch_up)]
+    if settings.registry_sweep_check_seconds > 0:
+        registry = store_for_worker(db, settings)
+
+        def daily_sweep():
+            result = registry.daily_sweep(settings.registry_sweep_time)
+            if result is not None:
+                log.info("daily risk sweep as of %s: %d flagged, %d cleared", result["as_of"],
+                         len(result["flagged"]), len(result["cleared"]))
+
+        jobs.append(PeriodicJob("daily-risk-sweep", settings.registry_sweep_check_seconds, daily_sweep))
+    return WorkerSpec(service=SERVICE, jobs=jobs)
+
+
+def store_for_worker(db: Database, settings: Settings) -> RegistryStore:
+    """The same store the web process uses, built on the worker's database handle."""
+    outbox = Outbox(db, source_of(SERVICE))
+    ctx = ServiceContext(service=SERVICE, settings=settings, client=db.client, db=db, outbox=outbox,
+                         uow=UnitOfWork(db.client, db, outbox), metrics=Registry())
+    return RegistryStore(ctx)

@@ -3,6 +3,8 @@ resident ID number (GB 11643)."""
 
 from __future__ import annotations
 
+from datetime import date
+
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # no I, O, Z, S, V
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
@@ -70,3 +72,16 @@ def is_valid_id_number(id_number: str) -> bool:
         return False
     total = sum(w * int(d) for w, d in zip(ID_WEIGHTS, id_number[:17]))
     return ID_CHECK[total % 11] == id_number[17].upper()
+
+
+def id_number_birth_date(id_number: str) -> date | None:
+    """The birth date written in characters 7-14 of a resident ID number, or None if it is no date."""
+    try:
+        return date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+    except ValueError:
+        return None
+
+
+def uscc_shape_ok(text: str) -> bool:
+    """Whether every character may appear in a USCC (a prefix search needs no check character)."""
+    return bool(text) and all(c in USCC_ALPHABET for c in text)

@@ -1,17 +1,24 @@
-"""Request and response schemas of the registry API (marshmallow; OpenAPI is generated from them)."""
+"""Request and response schemas of the registry API (marshmallow; OpenAPI is generated from them).
+
+Shapes and types are checked here; the rules that depend on the district's settings (name, funds,
+members, council size, term length) are domain.py's, so their 422s name the rule in words.
+"""
 
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from shared.schemas import IsoDate
+from services.registry.domain import (COUNCIL_ROLES, ORGANIZATION_TYPES, PUBLIC_STATUSES, RISK_LEVELS, RISK_LISTS,
+                                      STATUSES)
+from shared.schemas import IsoDate, PageArgs
 
-from services.registry.domain import ORGANIZATION_TYPES
+REASON = validate.Length(min=1, max=500)
+FEN = validate.Range(min=0)
 
 
 class LegalRepresentativeSchema(Schema):
     name = fields.Str(required=True, validate=validate.Length(min=1, max=50))
-    id_number = fields.Str(required=True, load_only=True)
+    id_number = fields.Str(required=True, load_only=True, validate=validate.Length(equal=18))
 
 
 class LegalRepresentativeViewSchema(Schema):
@@ -21,8 +28,8 @@ class LegalRepresentativeViewSchema(Schema):
 
 
 class ContactSchema(Schema):
-    phone = fields.Str(required=True)
-    email = fields.Email(required=True)
+    phone = fields.Str(required=True, validate=validate.Length(min=5, max=30))
+    email = fields.Email(required=True, validate=validate.Length(max=200))
 
 
 class MembersSchema(Schema):
@@ -32,26 +39,54 @@ class MembersSchema(Schema):
 
 class CouncilMemberSchema(Schema):
     name = fields.Str(required=True, validate=validate.Length(min=1, max=50))
-    role = fields.Str(required=True, validate=validate.Length(min=1, max=30))
+    role = fields.Str(required=True, validate=validate.OneOf(COUNCIL_ROLES))
+
+
+COUNCIL = validate.Length(max=200)
 
 
 class ApplicationSchema(Schema):
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
     type = fields.Str(required=True, validate=validate.OneOf(ORGANIZATION_TYPES))
     domain = fields.Str(required=True, validate=validate.Length(min=1, max=100))
     address = fields.Str(required=True, validate=validate.Length(min=1, max=200))
     legal_representative = fields.Nested(LegalRepresentativeSchema, required=True)
     contact = fields.Nested(ContactSchema, required=True)
-    registered_funds_fen = fields.Int(required=True, validate=validate.Range(min=0))
+    registered_funds_fen = fields.Int(required=True, strict=True, validate=FEN)
     members = fields.Nested(MembersSchema)
-    supervisor_unit = fields.Str(allow_none=True)
-    council = fields.List(fields.Nested(CouncilMemberSchema), required=True)
-    term_years = fields.Int(required=True, validate=validate.Range(min=1, max=5))
+    supervisor_unit = fields.Str(allow_none=True, validate=validate.Length(max=100))
+    council = fields.List(fields.Nested(CouncilMemberSchema), required=True, validate=COUNCIL)
+    term_years = fields.Int(required=True, strict=True, validate=validate.Range(min=1, max=100))
 
 
 class TermSchema(Schema):
     start = IsoDate()
     end = IsoDate()
+
+
+class FlagSchema(Schema):
+    """A risk flag: on which list, why, since when, and when and why it was cleared."""
+
+    id = fields.Str()
+    list = fields.Str(metadata={"enum": list(RISK_LISTS)})
+    reason = fields.Str()
+    raised_on = IsoDate()
+    raised_by = fields.Str()
+    origin = fields.Str(metadata={"description": "officer, or sweep (the automatic rules)"})
+    active = fields.Bool()
+    cleared_on = IsoDate(allow_none=True)
+    cleared_by = fields.Str(allow_none=True)
+    clear_reason = fields.Str(allow_none=True)
+    escalated_from = fields.Str(allow_none=True, metadata={"description": "the abnormal flag this serious one "
+                                                                          "escalates"})
+    escalated_to = fields.Str(allow_none=True)
+
+
+class ActiveFlagSchema(Schema):
+    id = fields.Str()
+    list = fields.Str()
+    reason = fields.Str()
+    raised_on = IsoDate()
 
 
 class OrganizationSchema(Schema):
@@ -67,10 +102,132 @@ class OrganizationSchema(Schema):
     supervisor_unit = fields.Str(allow_none=True)
     council = fields.List(fields.Nested(CouncilMemberSchema))
     term_years = fields.Int()
-    status = fields.Str()
+    status = fields.Str(metadata={"enum": list(STATUSES)})
     uscc = fields.Str(allow_none=True)
     registered_at = fields.DateTime(allow_none=True)
     term = fields.Nested(TermSchema, allow_none=True)
-    risk = fields.Str()
+    risk = fields.Str(metadata={"enum": list(RISK_LEVELS)})
+    active_flags = fields.Method("_active_flags", metadata={"type": "array", "items": {"type": "object"}})
+    reported_years = fields.List(fields.Int())
     submitted_at = fields.DateTime()
+    rejection_reason = fields.Str(allow_none=True)
+    deregistered_at = fields.DateTime(allow_none=True)
+    deregistration_reason = fields.Str(allow_none=True)
     version = fields.Int()
+
+    def _active_flags(self, organization):
+        return ActiveFlagSchema(many=True).dump([f for f in organization.get("flags", []) if f["active"]])
+
+
+class SearchArgs(PageArgs):
+    q = fields.Str(validate=validate.Length(max=100),
+                   metadata={"description": "a substring of the name, or the start of the USCC"})
+    status = fields.Str(validate=validate.OneOf(STATUSES))
+    type = fields.Str(validate=validate.OneOf(ORGANIZATION_TYPES))
+    risk = fields.Str(validate=validate.OneOf(RISK_LEVELS))
+
+
+class PublicSearchArgs(PageArgs):
+    q = fields.Str(validate=validate.Length(max=100),
+                   metadata={"description": "a substring of the name, or the start of the USCC"})
+    status = fields.Str(validate=validate.OneOf(PUBLIC_STATUSES))
+    type = fields.Str(validate=validate.OneOf(ORGANIZATION_TYPES))
+    risk = fields.Str(validate=validate.OneOf(RISK_LEVELS))
+
+
+class PublicFlagSchema(Schema):
+    list = fields.Str()
+    reason = fields.Str()
+    raised_on = IsoDate()
+
+
+class PublicOrganizationSchema(Schema):
+    """The public register: credit information is public by law; no personal data (no ID numbers, phones,
+    e-mails, names of people)."""
+
+    identifier = fields.Function(lambda o: f"CN-USCI-{o['uscc']}",
+                                 metadata={"description": "org-id.guide identifier"})
+    uscc = fields.Str()
+    name = fields.Str()
+    type = fields.Str()
+    domain = fields.Str()
+    status = fields.Str()
+    registered_at = fields.DateTime()
+    deregistered_at = fields.DateTime(allow_none=True)
+    term = fields.Nested(TermSchema)
+    risk = fields.Str()
+    flags = fields.Method("_active_flags", metadata={"type": "array", "items": {"type": "object"},
+                                                     "description": "active risk flags"})
+
+    def _active_flags(self, organization):
+        return PublicFlagSchema(many=True).dump([f for f in organization.get("flags", []) if f["active"]])
+
+
+class ReasonSchema(Schema):
+    reason = fields.Str(required=True, validate=REASON)
+
+
+class RenewalRequestSchema(Schema):
+    election_date = IsoDate(required=True)
+    council = fields.List(fields.Nested(CouncilMemberSchema), required=True, validate=COUNCIL)
+    term_years = fields.Int(required=True, strict=True, validate=validate.Range(min=1, max=100))
+
+
+class RenewalSchema(Schema):
+    id = fields.Str(attribute="_id")
+    organization_id = fields.Str()
+    election_date = IsoDate()
+    council = fields.List(fields.Nested(CouncilMemberSchema))
+    term_years = fields.Int()
+    status = fields.Str(metadata={"enum": ["submitted", "approved", "rejected"]})
+    filed_by = fields.Str()
+    filed_at = fields.DateTime()
+    term = fields.Nested(TermSchema, allow_none=True, metadata={"description": "the new term, once approved"})
+    approved_at = fields.DateTime(allow_none=True)
+    rejection_reason = fields.Str(allow_none=True)
+
+
+class ReportRequestSchema(Schema):
+    year = fields.Int(required=True, strict=True, validate=validate.Range(min=1900, max=2999))
+    income_fen = fields.Int(required=True, strict=True, validate=FEN)
+    expenditure_fen = fields.Int(required=True, strict=True, validate=FEN)
+    net_assets_fen = fields.Int(required=True, strict=True)
+
+
+class ReportSchema(Schema):
+    id = fields.Str(attribute="_id")
+    organization_id = fields.Str()
+    year = fields.Int()
+    income_fen = fields.Int()
+    expenditure_fen = fields.Int()
+    net_assets_fen = fields.Int()
+    filed_by = fields.Str()
+    filed_at = fields.DateTime()
+
+
+class FlagRequestSchema(Schema):
+    list = fields.Str(required=True, validate=validate.OneOf(RISK_LISTS))
+    reason = fields.Str(required=True, validate=REASON)
+
+
+class SweepRequestSchema(Schema):
+    as_of = IsoDate(required=True)
+
+
+class SweepItemSchema(Schema):
+    organization_id = fields.Str()
+    organization_name = fields.Str()
+    id = fields.Str(metadata={"description": "the flag"})
+    list = fields.Str()
+    reason = fields.Str()
+    raised_on = IsoDate()
+    active = fields.Bool()
+    cleared_on = IsoDate(allow_none=True)
+    clear_reason = fields.Str(allow_none=True)
+
+
+class SweepSchema(Schema):
+    id = fields.Str()
+    as_of = IsoDate()
+    flagged = fields.List(fields.Nested(SweepItemSchema))
+    cleared = fields.List(fields.Nested(SweepItemSchema))

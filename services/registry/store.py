@@ -1,30 +1,61 @@
-"""The registry's only MongoDB code: collections, indexes and the transactions behind each command."""
+"""The registry's only MongoDB code: collections, indexes and the transactions behind each command,
+the search index (runs of postings, see search.py) and the follower that keeps it up to date.
+
+Every command is one transaction through `ctx.uow.execute`: load, let domain.py decide, write the new
+version of the organization (guarded by its version), return the resource and the events for the outbox.
+SecantusDB reads every document a query matches before it sorts or limits, so every query here is one
+an index narrows to what the answer needs: by id, by a unique key, or by one indexed marker field.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time as day_time, timedelta
 from zoneinfo import ZoneInfo
 
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
-from services.registry import domain, identifiers
-from shared.errors import Conflict, NotFound
-from shared.events import now_utc
+from services.registry import domain, identifiers, search
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.events import SYSTEM_ACTOR, now_utc
+from shared.mongo import run_in_transaction
+from shared.schemas import skip_of
 from shared.unit_of_work import IdempotencyKey
 from shared.web import ServiceContext
+
+log = logging.getLogger("socorg.registry")
+
+ORGANIZATIONS = "organizations"
+RENEWALS = "term_renewals"
+REPORTS = "annual_reports"
+SWEEPS = "risk_sweeps"
 
 
 class RegistryStore:
     def __init__(self, ctx: ServiceContext):
         self.uow = ctx.uow
         self.db = ctx.db
-        self.organizations = ctx.db["organizations"]
+        self.organizations = ctx.db[ORGANIZATIONS]
         self.name_claims = ctx.db["name_claims"]  # _id: normalised name of a submitted/registered organization
         self.counters = ctx.db["counters"]
+        self.renewals = ctx.db[RENEWALS]
+        self.reports = ctx.db[REPORTS]
+        self.sweeps = ctx.db[SWEEPS]
         self.tz = ZoneInfo(ctx.settings.timezone)
-        self.rules = domain.Rules(region_prefix=ctx.settings.region_prefix, area_code=ctx.settings.area_code)
-        self.organizations.create_index("uscc", unique=True, sparse=True)
-        self.organizations.create_index([("status", 1), ("submitted_at", -1)])
+        self.rules = domain.Rules.from_settings(ctx.settings)
+        self.search_index = SearchIndex(ctx.db)
+        ensure_indexes(ctx.db)
+
+    # -- time -------------------------------------------------------------------------------------
+    def today(self, now: datetime | None = None) -> date:
+        """Dates and deadlines are in Asia/Shanghai (CONTRACT.md)."""
+        return (now or now_utc()).astimezone(self.tz).date()
 
     # -- queries ----------------------------------------------------------------------------------
     def get(self, organization_id: str) -> dict:
@@ -33,10 +64,61 @@ class RegistryStore:
             raise NotFound(f"no organization {organization_id}")
         return organization
 
-    # -- commands ---------------------------------------------------------------------------------
+    def get_public(self, uscc: str) -> dict:
+        if not identifiers.is_valid_uscc(uscc):
+            raise ValidationFailed.field("uscc", "not a valid unified social credit code (GB 32100)")
+        organization = self.organizations.find_one({"uscc": uscc})
+        if organization is None or organization["status"] not in domain.PUBLIC_STATUSES:
+            raise NotFound(f"no registered organization with the code {uscc}")
+        return organization
+
+    def search(self, q: str | None, filters: search.Filters, page: dict) -> tuple[list[dict], int]:
+        """Organizations matching q and the filters, newest first: one page and the total."""
+        plan = self.plan(q)
+        found = search.answer(plan, self.search_index.runs(plan.terms), filters, skip=skip_of(page),
+                              limit=page["per_page"])
+        by_id = {doc["_id"]: doc for doc in self.organizations.find({"_id": {"$in": found.ids}})} if found.ids else {}
+        # The index follows the organizations a moment behind: what changed since is judged afresh.
+        items = [by_id[i] for i in found.ids
+                 if i in by_id and filters.admit(by_id[i]) and search.name_matches(by_id[i], plan)]
+        return items, found.total
+
+    def search_of_applicant(self, sub: str, org: str | None, q: str | None, filters: search.Filters,
+                            page: dict) -> tuple[list[dict], int]:
+        """An applicant's own organizations: those it applied for and the one its token names."""
+        mine = {doc["_id"]: doc for doc in self.organizations.find({"applicant": sub})}
+        if org and org not in mine:
+            named = self.organizations.find_one({"_id": org})
+            if named is not None:
+                mine[org] = named
+        plan = self.plan(q)
+        matching = sorted((doc for doc in mine.values() if filters.admit(doc) and search.name_matches(doc, plan)),
+                          key=lambda doc: doc["_id"], reverse=True)
+        start = skip_of(page)
+        return matching[start:start + page["per_page"]], len(matching)
+
+    def plan(self, q: str | None) -> search.Plan:
+        return search.plan(q, region_key=self.rules.region_key, area_code=self.rules.area_code,
+                           name_key=domain.name_key)
+
+    def renewals_of(self, organization_id: str, page: dict) -> tuple[list[dict], int]:
+        return self._page_of(self.renewals, organization_id, page, order="filed_at")
+
+    def reports_of(self, organization_id: str, page: dict) -> tuple[list[dict], int]:
+        return self._page_of(self.reports, organization_id, page, order="year")
+
+    @staticmethod
+    def _page_of(collection: Collection, organization_id: str, page: dict, *, order: str):
+        """An organization's renewals or reports (a handful each), newest first."""
+        documents = sorted(collection.find({"organization_id": organization_id}), key=lambda d: d[order],
+                           reverse=True)
+        start = skip_of(page)
+        return documents[start:start + page["per_page"]], len(documents)
+
+    # -- lifecycle commands -----------------------------------------------------------------------
     def submit(self, application: dict, *, applicant: str, idempotency: IdempotencyKey | None) -> dict:
         def work(session):
-            organization, events = domain.submit(application, applicant=applicant, now=now_utc())
+            organization, events = domain.submit(application, applicant=applicant, now=now_utc(), rules=self.rules)
             try:
                 self.name_claims.insert_one({"_id": organization["name_key"], "organization_id": organization["_id"]},
                                             session=session)
@@ -48,26 +130,464 @@ class RegistryStore:
 
         return self.uow.execute(work, idempotency=idempotency)
 
-    def approve(self, organization_id: str, *, actor: str) -> dict:
-        def work(session):
-            organization = self.organizations.find_one({"_id": organization_id}, session=session)
-            if organization is None:
-                raise NotFound(f"no organization {organization_id}")
-            # Rolled back with the transaction if the approval is refused below.
+    def approve(self, organization_id: str, *, actor: str, expected_version: int | None = None) -> dict:
+        def decide(session, organization):
+            domain.require_status(organization, "approved", domain.SUBMITTED)
+            # Rolled back with the transaction if the approval fails below, so numbers are not used up.
             number = self.counters.find_one_and_update({"_id": "organization_code"}, {"$inc": {"n": 1}},
                                                        upsert=True, return_document=ReturnDocument.AFTER,
                                                        session=session)["n"]
             uscc = identifiers.make_uscc(organization["type"], self.rules.area_code,
                                          identifiers.org_body_from_number(number))
             now = now_utc()
-            changed, events = domain.approve(organization, uscc=uscc, today=now.astimezone(self.tz).date(), now=now,
-                                             actor=actor)
-            # The status guard makes a concurrent second approval conflict instead of approving twice.
-            result = self.organizations.replace_one({"_id": organization_id, "status": domain.SUBMITTED,
-                                                     "version": organization["version"]}, changed, session=session)
-            if result.matched_count != 1:
-                raise Conflict("the application changed while it was being approved; reload it")
-            return changed, events
+            return domain.approve(organization, uscc=uscc, today=self.today(now), now=now, actor=actor)
+
+        return self._change(organization_id, decide, expected_version)
+
+    def reject(self, organization_id: str, *, reason: str, actor: str, expected_version: int | None = None) -> dict:
+        def decide(session, organization):
+            rejected, events = domain.reject(organization, reason=reason, now=now_utc(), actor=actor)
+            self._release_name(session, organization)
+            return rejected, events
+
+        return self._change(organization_id, decide, expected_version)
+
+    def deregister(self, organization_id: str, *, reason: str, actor: str,
+                   expected_version: int | None = None) -> dict:
+        def decide(session, organization):
+            now = now_utc()
+            ended, events = domain.deregister(organization, reason=reason, today=self.today(now), now=now, actor=actor)
+            self._release_name(session, organization)
+            return ended, events
+
+        return self._change(organization_id, decide, expected_version)
+
+    def _release_name(self, session, organization: dict) -> None:
+        """A rejected or deregistered organization no longer holds its name."""
+        self.name_claims.delete_one({"_id": organization["name_key"], "organization_id": organization["_id"]},
+                                    session=session)
+
+    def _change(self, organization_id: str, decide, expected_version: int | None, *,
+                idempotency: IdempotencyKey | None = None, result=None):
+        """One transaction: load the organization, let `decide(session, organization)` return
+        `(new version, events)` or `(new version, resource, events)`, write the new version guarded by the
+        old one. Answers the new organization, or `result(new, resource)` when given."""
+        def work(session):
+            organization = self._load(organization_id, session)
+            domain.check_version(organization, expected_version)
+            decided = decide(session, organization)
+            new, resource, events = (decided[0], None, decided[1]) if len(decided) == 2 else decided
+            self._write(session, organization, new)
+            return (result(new, resource) if result else new), events
+
+        return self.uow.execute(work, idempotency=idempotency)
+
+    def _load(self, organization_id: str, session) -> dict:
+        organization = self.organizations.find_one({"_id": organization_id}, session=session)
+        if organization is None:
+            raise NotFound(f"no organization {organization_id}")
+        return organization
+
+    def _write(self, session, old: dict, new: dict) -> None:
+        written = self.organizations.replace_one({"_id": old["_id"], "version": old["version"]}, new, session=session)
+        if written.matched_count != 1:
+            raise Conflict("the organization changed while this request was deciding; reload it and retry")
+
+    # -- terms ------------------------------------------------------------------------------------
+    def file_renewal(self, organization_id: str, body: dict, *, actor: str,
+                     idempotency: IdempotencyKey | None) -> dict:
+        def work(session):
+            organization = self._load(organization_id, session)
+            now = now_utc()
+            pending = self.renewals.find_one({"organization_id": organization_id, "status": domain.RENEWAL_SUBMITTED},
+                                             session=session)
+            renewal = domain.file_renewal(organization, body, today=self.today(now), now=now, actor=actor,
+                                          rules=self.rules)
+            if pending is not None:
+                raise Conflict(f"the renewal {pending['_id']} filed on {pending['filed_at']:%Y-%m-%d} is still "
+                               f"waiting for a decision")
+            self.renewals.insert_one(renewal, session=session)
+            return renewal, []
+
+        return self.uow.execute(work, idempotency=idempotency)
+
+    def approve_renewal(self, organization_id: str, renewal_id: str, *, actor: str) -> dict:
+        def decide(session, organization):
+            renewal = self._renewal(organization_id, renewal_id, session)
+            now = now_utc()
+            renewed, approved, events = domain.approve_renewal(organization, renewal, today=self.today(now), now=now,
+                                                               actor=actor)
+            self.renewals.replace_one({"_id": renewal_id}, approved, session=session)
+            return renewed, approved, events
+
+        return self._change(organization_id, decide, None, result=lambda new, approved: approved)
+
+    def reject_renewal(self, organization_id: str, renewal_id: str, *, reason: str, actor: str) -> dict:
+        def work(session):
+            renewal = self._renewal(organization_id, renewal_id, session)
+            rejected = domain.reject_renewal(renewal, reason=reason, now=now_utc(), actor=actor)
+            self.renewals.replace_one({"_id": renewal_id, "status": renewal["status"]}, rejected, session=session)
+            return rejected, []
 
         return self.uow.execute(work)
 
+    def _renewal(self, organization_id: str, renewal_id: str, session) -> dict:
+        renewal = self.renewals.find_one({"_id": renewal_id, "organization_id": organization_id}, session=session)
+        if renewal is None:
+            raise NotFound(f"no term renewal {renewal_id} for organization {organization_id}")
+        return renewal
+
+    # -- annual reports ---------------------------------------------------------------------------
+    def file_report(self, organization_id: str, body: dict, *, actor: str,
+                    idempotency: IdempotencyKey | None) -> dict:
+        def decide(session, organization):
+            now = now_utc()
+            reported, report, events = domain.file_annual_report(organization, body, today=self.today(now), now=now,
+                                                                 actor=actor)
+            try:
+                self.reports.insert_one(report, session=session)
+            except DuplicateKeyError:
+                raise Conflict(f"the annual report for {report['year']} has already been filed") from None
+            return reported, report, events
+
+        return self._change(organization_id, decide, None, idempotency=idempotency, result=lambda new, report: report)
+
+    # -- risk flags -------------------------------------------------------------------------------
+    def raise_flag(self, organization_id: str, body: dict, *, actor: str,
+                   idempotency: IdempotencyKey | None) -> dict:
+        def decide(session, organization):
+            now = now_utc()
+            return domain.raise_flag(organization, risk_list=body["list"], reason=body["reason"],
+                                     today=self.today(now), now=now, actor=actor)
+
+        return self._change(organization_id, decide, None, idempotency=idempotency, result=lambda new, flag: flag)
+
+    def clear_flag(self, organization_id: str, flag_id: str, *, reason: str, actor: str) -> dict:
+        def decide(session, organization):
+            now = now_utc()
+            return domain.clear_flag(organization, flag_id, reason=reason, today=self.today(now), now=now,
+                                     actor=actor, rules=self.rules)
+
+        return self._change(organization_id, decide, None, result=lambda new, flag: flag)
+
+    # -- sweeps -----------------------------------------------------------------------------------
+    def sweep(self, as_of: date, *, actor: str, idempotency: IdempotencyKey | None = None) -> dict:
+        """Apply the automatic rules as of a date to every organization the date may affect (DOMAIN.md,
+        Risk lists). Each organization is its own transaction, so a sweep over many never holds a long one;
+        a sweep that stops half-way is simply run again (it is idempotent). With an Idempotency-Key a retry
+        answers the first sweep's answer."""
+        if as_of > self.today():
+            raise ValidationFailed.field("as_of", "a sweep cannot look ahead: as_of must not be after today "
+                                                  "(Asia/Shanghai)")
+        if idempotency is not None:
+            earlier = self.sweeps.find_one({"idempotency": idempotency.record_id})
+            if earlier is not None:
+                if earlier["fingerprint"] != idempotency.fingerprint:
+                    raise ValidationFailed("this Idempotency-Key was already used with a different request body",
+                                           errors={"Idempotency-Key": ["already used with a different request body"]})
+                return earlier["result"]
+        started = now_utc()
+        flagged, cleared = [], []
+        for organization_id in self._sweep_candidates(as_of):
+            outcome = self._sweep_one(organization_id, as_of)
+            flagged += [sweep_item(outcome.organization, flag) for flag in outcome.flagged]
+            cleared += [sweep_item(outcome.organization, flag) for flag in outcome.cleared]
+        sweep_id = domain.new_id("sweep")
+        result = {"id": sweep_id, "as_of": as_of.isoformat(), "flagged": flagged, "cleared": cleared}
+        record = {"_id": sweep_id, "as_of": as_of.isoformat(), "actor": actor, "started_at": started,
+                  "finished_at": now_utc(), "flagged": len(flagged), "cleared": len(cleared)}
+        if idempotency is not None:
+            record.update(idempotency=idempotency.record_id, fingerprint=idempotency.fingerprint, result=result)
+        try:
+            self.sweeps.insert_one(record)
+        except DuplicateKeyError:  # the same key ran concurrently: answer as that one did
+            return self.sweeps.find_one({"idempotency": idempotency.record_id})["result"]
+        return result
+
+    def _sweep_candidates(self, as_of: date) -> list[str]:
+        windows = domain.sweep_windows(as_of, self.rules)
+        queries = [
+            {"due_term_end": {"$lt": windows["term_ended_before"]}},
+            {"reports_checked_through": {"$lt": windows["reports_due_through"]}},
+            {"due_escalation_raised": {"$lte": windows["escalation_raised_by"]}},
+            {"due_officer_flag_raised": {"$lte": windows["officer_flag_raised_by"]}},
+        ]
+        ids: dict[str, None] = {}
+        for query in queries:  # one indexed field each: SecantusDB plans an $or as a full scan
+            ids.update((doc["_id"], None) for doc in self.organizations.find(query, {"_id": 1}))
+        return sorted(ids)
+
+    def _sweep_one(self, organization_id: str, as_of: date) -> domain.SweepOutcome:
+        def work(session):
+            organization = self._load(organization_id, session)
+            outcome = domain.sweep(organization, as_of=as_of, now=now_utc(), rules=self.rules)
+            if outcome.organization is not None:
+                self._write(session, organization, outcome.organization)
+            return outcome, outcome.events
+
+        return self.uow.execute(work)
+
+    def daily_sweep(self, sweep_time: str, now: datetime | None = None) -> dict | None:
+        """The scheduler's sweep for today, once a day after `sweep_time` (Shanghai), whichever worker
+        replica gets there first; a run that died half-way is taken over after an hour."""
+        now = now or now_utc()
+        local = now.astimezone(self.tz)
+        hour, minute = (int(part) for part in sweep_time.split(":"))
+        if local.time() < day_time(hour, minute):
+            return None
+        claim_id = f"daily:{local.date().isoformat()}"
+        owner = uuid.uuid4().hex
+        try:
+            self.sweeps.insert_one({"_id": claim_id, "state": "running", "owner": owner, "claimed_at": now})
+        except DuplicateKeyError:
+            taken = self.sweeps.find_one_and_update(
+                {"_id": claim_id, "state": "running", "claimed_at": {"$lt": now - timedelta(hours=1)}},
+                {"$set": {"owner": owner, "claimed_at": now}})
+            if taken is None:
+                return None
+        result = self.sweep(local.date(), actor=SYSTEM_ACTOR)
+        self.sweeps.update_one({"_id": claim_id, "owner": owner},
+                               {"$set": {"state": "done", "finished_at": now_utc(), "sweep": result["id"],
+                                         "flagged": len(result["flagged"]), "cleared": len(result["cleared"])}})
+        return result
+
+
+def sweep_item(organization: dict, flag: dict) -> dict:
+    return {"organization_id": organization["_id"], "organization_name": organization["name"],
+            **domain.flag_view(flag)}
+
+
+def ensure_indexes(db: Database) -> None:
+    organizations = db[ORGANIZATIONS]
+    organizations.create_index("uscc", unique=True, sparse=True)
+    organizations.create_index("applicant")
+    # Sweep markers (domain.with_markers): only registered organizations carry them.
+    for marker in (*domain.MARKERS, "reports_checked_through"):
+        organizations.create_index(marker, sparse=True)
+    db[RENEWALS].create_index([("organization_id", ASCENDING), ("status", ASCENDING)])
+    db[REPORTS].create_index("organization_id")
+    db[SWEEPS].create_index("idempotency", unique=True, sparse=True)
+    db[SearchIndex.RUNS].create_index("term")
+
+
+# -- the search index ----------------------------------------------------------------------------------
+@dataclass
+class RunInfo:
+    run_id: str
+    term: str
+    level: int
+    group: str
+    size: int
+
+
+class SearchIndex:
+    """Postings in runs: `{_id, term, level, group, e: {organization id: entry}}`.
+
+    Indexing a batch of changes inserts one small run per term (inserts are cheap; rewriting a large
+    document is not). When a term has FANOUT groups of runs at one level they are merged into one group at
+    the next (newest entry per organization kept), split into documents of at most CHUNK entries, in one
+    transaction. A query reads all runs of its terms in one indexed `find`.
+    """
+
+    RUNS = "search_runs"
+    CATALOG = "search_catalog"  # {_id: run id, term, level, group, size}: what the writer merges
+    META = "search_meta"  # the change-stream position and the writer's lease
+    FANOUT = 8
+    CHUNK = 20_000
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.runs_collection = db[self.RUNS]
+        self.catalog_collection = db[self.CATALOG]
+        self.meta = db[self.META]
+        self.catalog: dict[str, list[RunInfo]] | None = None
+
+    # -- reading ----------------------------------------------------------------------------------
+    def runs(self, terms: list[str]) -> dict[str, list[dict[str, str]]]:
+        by_term: dict[str, list[dict[str, str]]] = {term: [] for term in terms}
+        if terms:
+            for run in self.runs_collection.find({"term": {"$in": terms}}):
+                by_term[run["term"]].append(run["e"])
+        return by_term
+
+    # -- writing (one writer at a time: see SearchFollower) ---------------------------------------
+    def load_catalog(self) -> None:
+        catalog: dict[str, list[RunInfo]] = {}
+        for doc in self.catalog_collection.find():
+            catalog.setdefault(doc["term"], []).append(
+                RunInfo(doc["_id"], doc["term"], doc["level"], doc["group"], doc["size"]))
+        self.catalog = catalog
+
+    def add(self, organizations: list[dict], region_key: str) -> int:
+        """Index a batch of organization versions; returns the number of entries written."""
+        if self.catalog is None:
+            self.load_catalog()
+        postings: dict[str, dict[str, str]] = {}
+        for organization in organizations:
+            for term, value in search.organization_entries(organization, region_key).items():
+                bucket = postings.setdefault(term, {})
+                current = bucket.get(organization["_id"])
+                if current is None or search.newer(value, current):
+                    bucket[organization["_id"]] = value
+        if not postings:
+            return 0
+        group = uuid.uuid4().hex
+        infos = [RunInfo(f"{group}:{n}", term, 0, group, len(entries))
+                 for n, (term, entries) in enumerate(postings.items())]
+        runs = [{"_id": info.run_id, "term": info.term, "level": 0, "group": group, "e": postings[info.term]}
+                for info in infos]
+        self._replace([], runs, infos)
+        for info in infos:
+            self.catalog.setdefault(info.term, []).append(info)
+        for term in postings:
+            self._compact(term)
+        return sum(len(entries) for entries in postings.values())
+
+    def _compact(self, term: str) -> None:
+        level = 0
+        while True:
+            at_level = [info for info in self.catalog.get(term, []) if info.level == level]
+            if len({info.group for info in at_level}) < self.FANOUT:
+                return
+            ids = [info.run_id for info in at_level]
+            merged = search.merge_entries([run["e"] for run in self.runs_collection.find({"_id": {"$in": ids}})])
+            group = uuid.uuid4().hex
+            ordered = sorted(merged.items())
+            chunks = [dict(ordered[i:i + self.CHUNK]) for i in range(0, len(ordered), self.CHUNK)]
+            infos = [RunInfo(f"{group}:{n}", term, level + 1, group, len(chunk)) for n, chunk in enumerate(chunks)]
+            runs = [{"_id": info.run_id, "term": term, "level": level + 1, "group": group, "e": chunk}
+                    for info, chunk in zip(infos, chunks)]
+            self._replace(ids, runs, infos)
+            self.catalog[term] = [info for info in self.catalog[term] if info.run_id not in set(ids)] + infos
+            level += 1
+
+    def _replace(self, old_ids: list[str], runs: list[dict], infos: list[RunInfo]) -> None:
+        """Swap runs in one transaction, so a reader sees every entry once or twice, never not at all."""
+        def work(session):
+            if runs:
+                self.runs_collection.insert_many(runs, ordered=False, session=session)
+                self.catalog_collection.insert_many(
+                    [{"_id": i.run_id, "term": i.term, "level": i.level, "group": i.group, "size": i.size}
+                     for i in infos], ordered=False, session=session)
+            if old_ids:
+                self.runs_collection.delete_many({"_id": {"$in": old_ids}}, session=session)
+                self.catalog_collection.delete_many({"_id": {"$in": old_ids}}, session=session)
+
+        run_in_transaction(self.db.client, work, deadline_seconds=60.0)
+
+
+class SearchFollower:
+    """Keeps the search index up to date from the organizations' change stream.
+
+    The stream delivers committed versions in commit order; the position after each indexed batch is
+    saved, so a restarted follower goes on from there (entries are versioned, so indexing a version twice
+    changes nothing). Without a saved position (a new deployment, or history the server no longer keeps)
+    it indexes every organization first. Worker replicas share the work through a lease: one follows.
+    """
+
+    LEASE_SECONDS = 10.0
+    BATCH = 2000
+
+    def __init__(self, db: Database, region_key: str):
+        self.db = db
+        self.organizations = db[ORGANIZATIONS]
+        self.index = SearchIndex(db)
+        self.meta = self.index.meta
+        self.region_key = region_key
+        self.owner = f"search-{uuid.uuid4().hex}"
+        self.stream = None
+        self._lease_until = 0.0
+        ensure_indexes(db)
+
+    def catch_up(self, budget_seconds: float = 2.0) -> int:
+        """Index what changed since the last call (for at most about `budget_seconds`); returns how many
+        organization versions were indexed."""
+        if not self._hold_lease():
+            self.close()
+            return 0
+        try:
+            if self.stream is None:
+                self._open()
+            indexed = 0
+            deadline = time.monotonic() + budget_seconds
+            while time.monotonic() < deadline:
+                changes = self._next_changes()
+                if not changes:
+                    break
+                self.index.add([c["fullDocument"] for c in changes if c.get("fullDocument")], self.region_key)
+                indexed += len(changes)
+                self._save_position(self.stream.resume_token)
+            return indexed
+        except PyMongoError:
+            self.close()  # opened again from the saved position next time
+            raise
+
+    def _next_changes(self) -> list[dict]:
+        changes = []
+        while len(changes) < self.BATCH:
+            change = self.stream.try_next()
+            if change is None:
+                break
+            changes.append(change)
+        return changes
+
+    def _open(self) -> None:
+        saved = self.meta.find_one({"_id": "position"})
+        if saved is not None:
+            try:
+                self.stream = self._watch(resume_after=saved["token"])
+                return
+            except OperationFailure as exc:
+                log.warning("search index: cannot resume the change stream (%s); indexing everything again", exc)
+        self.stream = self._watch()
+        token = self.stream.resume_token
+        self.rebuild()
+        if token is not None:
+            self._save_position(token)
+
+    def _watch(self, **kwargs):
+        return self.organizations.watch([{"$match": {"operationType": {"$in": ["insert", "replace", "update"]}}}],
+                                        full_document="updateLookup", max_await_time_ms=100,
+                                        batch_size=self.BATCH, **kwargs)
+
+    def rebuild(self) -> int:
+        """Index every organization as it is now (versions already indexed change nothing)."""
+        fields = {"name_key": 1, "status": 1, "type": 1, "risk": 1, "version": 1, "uscc": 1}
+        batch, total = [], 0
+        for organization in self.organizations.find({}, fields, batch_size=self.BATCH):
+            batch.append(organization)
+            if len(batch) >= self.BATCH:
+                self.index.add(batch, self.region_key)
+                total, batch = total + len(batch), []
+        if batch:
+            self.index.add(batch, self.region_key)
+            total += len(batch)
+        return total
+
+    def _save_position(self, token) -> None:
+        if token is not None:
+            self.meta.update_one({"_id": "position"}, {"$set": {"token": token, "at": now_utc()}}, upsert=True)
+
+    def _hold_lease(self) -> bool:
+        now = time.time()
+        if now < self._lease_until - self.LEASE_SECONDS / 2:
+            return True
+        try:
+            doc = self.meta.find_one_and_update(
+                {"_id": "lease", "$or": [{"owner": self.owner}, {"expires": {"$lt": now}}]},
+                {"$set": {"owner": self.owner, "expires": now + self.LEASE_SECONDS}},
+                upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            return False  # another follower holds a live lease
+        held = doc is not None and doc.get("owner") == self.owner
+        self._lease_until = now + self.LEASE_SECONDS if held else 0.0
+        return held
+
+    def close(self) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.close()
+            except PyMongoError:
+                pass
+            self.stream = None
+        self.index.catalog = None  # another follower may have merged runs meanwhile

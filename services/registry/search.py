@@ -1,0 +1,250 @@
+"""Organization search, pure: which terms index an organization, and how a query is answered from them.
+
+Why not one document per organization with an indexed array of name bigrams: SecantusDB (like any
+document store without a text index) answers such a query by reading every matching document, and on
+these machines that costs about 70 µs a document, so a common two-character word among 100,000
+organizations (a few thousand matches, all needed for `total`) takes a quarter of a second.
+
+So the index is an inverted one, kept in few, compact documents ("runs", see store.SearchIndex):
+a term maps organization ids to an entry `<code><version>[:<positions>]`:
+- `code`: three letters, status / type / risk, so filters are applied on the entries themselves;
+- `version`: the organization's version (six digits), the newest entry of an organization wins;
+- `positions`: where a two-character term occurs in the name, so a longer query is verified exactly
+  (its bigrams must line up) without reading any name.
+
+Terms of an organization:
+- `#all`: every organization (lists without `q`);
+- each character and each pair of adjacent characters of the normalised name (`domain.name_key`),
+  except those lying entirely inside the region prefix every name starts with: they would index every
+  organization under the same few terms; a query inside the prefix matches every name anyway;
+- `#u` + the first 9..18 characters of its USCC once it has one (a USCC prefix search). Shorter prefixes
+  are the fixed head `5`, type digit, area code, answered from `#all` by type.
+An organization's terms never go away (names do not change, a USCC is never withdrawn), so indexing a
+change only ever adds entries; resolution by version does the rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from services.registry import identifiers
+
+ALL = "#all"
+USCC_TERM = "#u"
+USCC_INDEXED_FROM = 9  # shorter USCC prefixes are the structural head (5 + type digit + area code)
+VERSION_WIDTH = 6
+
+STATUS_CODES = {"submitted": "s", "registered": "r", "rejected": "x", "deregistered": "d"}
+TYPE_CODES = {"social_group": "g", "social_service_agency": "a", "foundation": "f"}
+RISK_CODES = {"none": "n", "abnormal": "a", "serious": "s"}
+
+
+def code_of(status: str, org_type: str, risk: str) -> str:
+    return STATUS_CODES[status] + TYPE_CODES[org_type] + RISK_CODES[risk]
+
+
+def entry(code: str, version: int, positions: list[int] | None = None) -> str:
+    value = f"{code}{version:0{VERSION_WIDTH}d}"
+    if positions:
+        value += ":" + "".join(chr(48 + p) for p in positions)
+    return value
+
+
+def entry_positions(value: str) -> set[int]:
+    _, _, encoded = value.partition(":")
+    return {ord(c) - 48 for c in encoded}
+
+
+def newer(a: str, b: str) -> bool:
+    """Whether entry `a` is of a later version than entry `b` (fixed-width versions compare as text)."""
+    return a[3:3 + VERSION_WIDTH] > b[3:3 + VERSION_WIDTH]
+
+
+# -- indexing ------------------------------------------------------------------------------------------
+def name_terms(key: str, region_key: str) -> dict[str, list[int]]:
+    """Characters and adjacent pairs of a normalised name, with the positions of the pairs, leaving out
+    those lying entirely inside the region prefix."""
+    start = len(region_key) if key.startswith(region_key) else 0
+    terms: dict[str, list[int]] = {}
+    for i, char in enumerate(key):
+        if i >= start:
+            terms.setdefault(char, [])
+        if i + 1 < len(key) and i + 1 >= start:
+            terms.setdefault(key[i:i + 2], []).append(i)
+    return terms
+
+
+def uscc_terms(uscc: str | None) -> list[str]:
+    if not uscc:
+        return []
+    return [USCC_TERM + uscc[:k] for k in range(USCC_INDEXED_FROM, len(uscc) + 1)]
+
+
+def organization_entries(organization: dict, region_key: str) -> dict[str, str]:
+    """term -> entry, for one version of an organization."""
+    code = code_of(organization["status"], organization["type"], organization.get("risk", "none"))
+    version = organization["version"]
+    plain = entry(code, version)
+    entries = {ALL: plain}
+    for term, positions in name_terms(organization["name_key"], region_key).items():
+        entries[term] = entry(code, version, positions) if len(term) == 2 else plain
+    for term in uscc_terms(organization.get("uscc")):
+        entries[term] = plain
+    return entries
+
+
+def merge_entries(runs: list[dict[str, str]]) -> dict[str, str]:
+    """One term's runs merged into organization id -> newest entry."""
+    if not runs:
+        return {}
+    runs = sorted(runs, key=len, reverse=True)
+    merged = dict(runs[0])
+    for run in runs[1:]:
+        for org_id, value in run.items():
+            current = merged.get(org_id)
+            if current is None or newer(value, current):
+                merged[org_id] = value
+    return merged
+
+
+# -- queries -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Filters:
+    statuses: tuple[str, ...] = ()  # empty: any
+    types: tuple[str, ...] = ()
+    risks: tuple[str, ...] = ()
+
+    def codes(self) -> frozenset[str]:
+        """Every entry code these filters admit."""
+        statuses = [STATUS_CODES[s] for s in self.statuses] or STATUS_CODES.values()
+        types = [TYPE_CODES[t] for t in self.types] or TYPE_CODES.values()
+        risks = [RISK_CODES[r] for r in self.risks] or RISK_CODES.values()
+        return frozenset(a + b + c for a, b, c in itertools.product(statuses, types, risks))
+
+    def admit(self, organization: dict) -> bool:
+        return ((not self.statuses or organization["status"] in self.statuses)
+                and (not self.types or organization["type"] in self.types)
+                and (not self.risks or organization.get("risk", "none") in self.risks))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to find the organizations whose name contains `key` or whose USCC starts with `uscc_prefix`."""
+
+    key: str = ""
+    every_name: bool = True  # no q, or q lies inside the region prefix every name starts with
+    unigram: str | None = None
+    bigrams: tuple[tuple[str, int], ...] = ()  # (pair, offset in q)
+    narrowing: tuple[str, ...] = ()  # pairs every match must be indexed under
+    uscc_term: str | None = None
+    uscc_types: tuple[str, ...] = ()  # a short USCC prefix: the types whose USCC head it matches
+    region_key: str = ""
+
+    @property
+    def terms(self) -> list[str]:
+        """The terms whose runs answer this plan."""
+        terms = []
+        if self.every_name or self.uscc_types:
+            terms.append(ALL)
+        if self.unigram:
+            terms.append(self.unigram)
+        terms += list(dict.fromkeys(pair for pair, _ in self.bigrams))
+        if self.uscc_term:
+            terms.append(self.uscc_term)
+        return terms
+
+
+def plan(q: str | None, *, region_key: str, area_code: str, name_key) -> Plan:
+    key = name_key(q or "")
+    if not key:
+        return Plan(region_key=region_key)
+    fields: dict = {"key": key, "region_key": region_key, "every_name": False}
+    if key in region_key:
+        fields["every_name"] = True
+    elif len(key) == 1:
+        fields["unigram"] = key
+    else:
+        bigrams = tuple((key[i:i + 2], i) for i in range(len(key) - 1))
+        last = bigrams[-1][0]
+        # The last pair of any match not lying inside the prefix is indexed; so is every pair that does
+        # not occur in the prefix at all. Those narrow the candidates; every pair is checked in place.
+        narrowing = {last} | {pair for pair, _ in bigrams if pair not in region_key}
+        fields.update(bigrams=bigrams, narrowing=tuple(sorted(narrowing)))
+    code = key.upper()
+    if identifiers.uscc_shape_ok(code) and len(code) <= 18:
+        if len(code) >= USCC_INDEXED_FROM:
+            fields["uscc_term"] = USCC_TERM + code
+        else:
+            fields["uscc_types"] = tuple(t for t, digit in identifiers.TYPE_DIGIT.items()
+                                         if (identifiers.CIVIL_AFFAIRS + digit + area_code).startswith(code))
+    return Plan(**fields)
+
+
+@dataclass
+class Answer:
+    total: int
+    ids: list[str] = field(default_factory=list)  # the page, newest first
+
+
+def answer(plan_: Plan, runs_by_term: dict[str, list[dict[str, str]]], filters: Filters, *,
+           skip: int, limit: int) -> Answer:
+    """Resolve the plan against the terms' runs: every match's newest entry, filtered, newest first."""
+    admitted = filters.codes()
+    merged = {term: merge_entries(runs_by_term.get(term, [])) for term in plan_.terms}
+    matches: dict[str, str] = {}
+    if plan_.every_name:
+        matches.update(merged[ALL])
+    elif plan_.unigram:
+        matches.update(merged[plan_.unigram])
+    elif plan_.bigrams:
+        matches.update(_aligned(plan_, merged))
+    if plan_.uscc_term:
+        matches.update(merged.get(plan_.uscc_term, {}))
+    if plan_.uscc_types:
+        type_codes = {TYPE_CODES[t] for t in plan_.uscc_types}
+        with_uscc = {STATUS_CODES["registered"], STATUS_CODES["deregistered"]}
+        matches.update({org_id: value for org_id, value in merged[ALL].items()
+                        if value[0] in with_uscc and value[1] in type_codes})
+    selected = sorted((org_id for org_id, value in matches.items() if value[:3] in admitted), reverse=True)
+    return Answer(total=len(selected), ids=selected[skip:skip + limit])
+
+
+def _aligned(plan_: Plan, merged: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Organizations in which all of q's pairs occur in a row."""
+    narrowing = sorted(plan_.narrowing, key=lambda pair: len(merged.get(pair, {})))
+    candidates = set(merged.get(narrowing[0], {}))
+    for pair in narrowing[1:]:
+        candidates &= merged.get(pair, {}).keys()
+        if not candidates:
+            return {}
+    last_pair, last_offset = plan_.bigrams[-1]
+    result = {}
+    for org_id in candidates:
+        for position in entry_positions(merged[last_pair][org_id]):
+            start = position - last_offset
+            if start >= 0 and all(_pair_at(plan_, merged, org_id, pair, start + offset)
+                                  for pair, offset in plan_.bigrams):
+                result[org_id] = merged[last_pair][org_id]
+                break
+    return result
+
+
+def _pair_at(plan_: Plan, merged: dict[str, dict[str, str]], org_id: str, pair: str, position: int) -> bool:
+    """Whether the name has `pair` at `position`: read off the region prefix when the pair lies inside it
+    (every name starts with it, and such pairs are not indexed), else from the pair's positions."""
+    if position + 2 <= len(plan_.region_key):
+        return plan_.region_key[position:position + 2] == pair
+    value = merged.get(pair, {}).get(org_id)
+    return value is not None and position in entry_positions(value)
+
+
+def name_matches(organization: dict, plan_: Plan) -> bool:
+    """The same question answered from the organization itself (to drop entries the index has not caught
+    up with yet)."""
+    if not plan_.key or plan_.every_name:
+        return True
+    if plan_.key in organization["name_key"]:
+        return True
+    uscc = organization.get("uscc") or ""
+    return bool(uscc) and uscc.startswith(plan_.key.upper())
