@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from datetime import date, datetime, time
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -11,6 +13,14 @@ from shared.schemas import PageArgs
 
 KEY = validate.Regexp(r"^[a-z][a-z0-9_]{0,39}$", error="lower-case letters, digits and _, starting with a letter")
 ID_LIST_MAX = 200
+DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+LAST_MILLISECOND = time(23, 59, 59, 999000)
+
+
+def text(max_length: int) -> validate.Validator:
+    """1..max_length characters, not all blank."""
+    return validate.And(validate.Length(min=1, max=max_length),
+                        validate.Regexp(r"(?s).*\S", error="must not be blank"))
 
 
 class Number(fields.Float):
@@ -27,22 +37,36 @@ class Number(fields.Float):
         return value
 
 
+class Deadline(fields.DateTime):
+    """An ISO 8601 date-time; a date alone means the end of that day (a deadline includes its whole day).
+    Without an offset the district's time zone applies (done by the domain, which knows the setting)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and DATE_ONLY.match(value):
+            try:
+                return datetime.combine(date.fromisoformat(value), LAST_MILLISECOND)
+            except ValueError:
+                raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 # -- rounds ---------------------------------------------------------------------------------------------------
 class CriterionSchema(Schema):
     key = fields.Str(required=True, validate=KEY)
-    label = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    label = fields.Str(required=True, validate=text(100))
     weight = Number(required=True, validate=validate.Range(min=0, max=1, min_inclusive=False))
     max_score = Number(required=True, validate=validate.Range(min=0, max=1000, min_inclusive=False))
 
 
 class RoundCreateSchema(Schema):
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.Str(required=True, validate=text(200))
     year = fields.Int(required=True, strict=True, validate=validate.Range(min=2000, max=2100))
     criteria = fields.List(fields.Nested(CriterionSchema), required=True, validate=validate.Length(min=1, max=20))
     aggregation = fields.Str(required=True, validate=validate.OneOf(AGGREGATIONS))
     reviewers_per_project = fields.Int(required=True, strict=True, validate=validate.Range(min=1, max=50))
-    closes_at = fields.DateTime(required=True, metadata={
-        "description": "ISO 8601; without an offset it is read as Asia/Shanghai local time"})
+    closes_at = Deadline(required=True, metadata={
+        "description": "ISO 8601; without an offset it is Asia/Shanghai local time; a date alone means the end of "
+                       "that day"})
 
 
 class RoundSummarySchema(Schema):
@@ -84,8 +108,8 @@ class RoundListArgs(PageArgs):
 # -- projects -------------------------------------------------------------------------------------------------
 class ProjectCreateSchema(Schema):
     organization_id = fields.Str(required=True, validate=validate.Length(min=1, max=100))
-    title = fields.Str(required=True, validate=validate.Length(min=1, max=200))
-    summary = fields.Str(required=True, validate=validate.Length(min=1, max=5000))
+    title = fields.Str(required=True, validate=text(200))
+    summary = fields.Str(required=True, validate=text(5000))
     budget_fen = fields.Int(required=True, strict=True, validate=validate.Range(min=0))
 
 
@@ -110,14 +134,13 @@ class ProjectListArgs(PageArgs):
 
 
 class DisqualifySchema(Schema):
-    reason = fields.Str(required=True, validate=validate.Length(min=1, max=500))
+    reason = fields.Str(required=True, validate=text(500))
 
 
 # -- reviewers and assignments ------------------------------------------------------------------------------
 class ReviewerCreateSchema(Schema):
-    reviewer = fields.Str(required=True, validate=validate.Length(min=1, max=100),
-                          metadata={"description": "the reviewer's token `sub`"})
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    reviewer = fields.Str(required=True, validate=text(100), metadata={"description": "the reviewer's token `sub`"})
+    name = fields.Str(required=True, validate=text(100))
     affiliations = fields.List(fields.Str(validate=validate.Length(min=1, max=100)), load_default=list,
                                validate=validate.Length(max=ID_LIST_MAX),
                                metadata={"description": "organization ids the reviewer must never review"})
@@ -221,7 +244,7 @@ class VerificationSchema(Schema):
 
 class AwardRequestSchema(Schema):
     project_id = fields.Str(required=True, validate=validate.Length(min=1, max=100))
-    tier = fields.Str(required=True, validate=validate.Length(min=1, max=50))
+    tier = fields.Str(required=True, validate=text(50))
     prize_fen = fields.Int(required=True, strict=True, validate=validate.Range(min=1))
     fund_id = fields.Str(validate=validate.Length(min=1, max=100), metadata={
         "description": "optional: the fund that pays the prize (else the newest fund of the round's year)"})

@@ -50,17 +50,24 @@ class Collections:
         self.projects.create_index([("round_id", ASCENDING), ("organization_id", ASCENDING)])
         self.projects.create_index([("organization_id", ASCENDING), ("status", ASCENDING)])
         self.reviewers.create_index([("round_id", ASCENDING), ("reviewer", ASCENDING)])
-        self.assignments.create_index([("round_id", ASCENDING), ("reviewer", ASCENDING), ("status", ASCENDING)])
-        self.assignments.create_index([("round_id", ASCENDING), ("status", ASCENDING)])
-        self.assignments.create_index([("project_id", ASCENDING), ("status", ASCENDING)])
+        # One index serves every round-wide assignment query (by status, by reviewer, sorted, loads); a
+        # project's assignments are found through their ids (see of_project). Each index costs a lot when an
+        # assignment run inserts 25,000 documents.
+        self.assignments.create_index([("round_id", ASCENDING), ("status", ASCENDING), ("reviewer", ASCENDING),
+                                       ("project_id", ASCENDING)])
         self.reviews.create_index([("round_id", ASCENDING)])
-        self.reviews.create_index([("project_id", ASCENDING)])
         self.results.create_index([("round_id", ASCENDING), ("position", ASCENDING)])
         self.results.create_index([("round_id", ASCENDING), ("organization_id", ASCENDING), ("position", ASCENDING)])
         self.awards.create_index([("round_id", ASCENDING), ("project_id", ASCENDING)], unique=True)
         self.organizations.collection.create_index("applicant")
 
     # -- reads shared by commands -----------------------------------------------------------------------
+    @staticmethod
+    def of_project(project_id: str) -> dict:
+        """The assignments (and reviews) of one project: their ids are "<project>:<reviewer>" and project ids
+        hold no ":", so they are exactly the ids from "<project>:" up to "<project>;" (";" follows ":")."""
+        return {"_id": {"$gte": f"{project_id}:", "$lt": f"{project_id};"}}
+
     def round(self, round_id: str, session: ClientSession | None = None) -> dict:
         round_ = self.rounds.find_one({"_id": round_id}, session=session)
         if round_ is None:
@@ -91,7 +98,7 @@ class Collections:
         changes, event = domain.disqualify(project, reason=reason, actor=actor, now=now, cause=cause)
         self.projects.update_one({"_id": project["_id"]}, {"$set": changes}, session=session)
         # Its reviewers are freed: withdrawn assignments count in no load and take no score.
-        self.assignments.update_many({"project_id": project["_id"], "status": domain.ACTIVE},
+        self.assignments.update_many(self.of_project(project["_id"]) | {"status": domain.ACTIVE},
                                      {"$set": {"status": domain.WITHDRAWN, "withdrawn_at": now}}, session=session)
         self.touch_round(session, project["round_id"])
         return {**project, **changes}, event
@@ -293,7 +300,7 @@ class EvaluationStore(Collections):
             "status": domain.CONFLICT, "scored": False, "conflict_declared_at": now,
             "conflict_comment": body.get("comment", "")}}, session=session)
         reviewers = list(self.reviewers.find({"round_id": round_["_id"]}, session=session))
-        already = [a["reviewer"] for a in self.assignments.find({"project_id": project["_id"]}, {"reviewer": 1},
+        already = [a["reviewer"] for a in self.assignments.find(self.of_project(project["_id"]), {"reviewer": 1},
                                                                 session=session)]
         replacement = domain.choose_replacement(project, reviewers, already, self.loads(round_["_id"], session))
         if replacement is not None:
@@ -316,8 +323,8 @@ class EvaluationStore(Collections):
         self.project(round_id, project_id)
         if principal.role == "reviewer" and round_["status"] == domain.OPEN:
             raise Forbidden("reviewers see other reviewers' scores only once the round is closed")
-        query = {"project_id": project_id}
-        cursor = self.reviews.find(query).sort("reviewer", ASCENDING).skip(skip_of(args)).limit(args["per_page"])
+        query = self.of_project(project_id)
+        cursor = self.reviews.find(query).sort("_id", ASCENDING).skip(skip_of(args)).limit(args["per_page"])
         return page_response(cursor, self.reviews.count_documents(query), args)
 
     # -- closing, results, awards ------------------------------------------------------------------------------

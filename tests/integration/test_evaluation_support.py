@@ -149,8 +149,11 @@ def check_problem(response, status: int) -> None:
     assert "Traceback" not in str(response.body)
 
 
-def evaluation_counts(stack) -> dict[str, int]:
+def evaluation_counts(stack) -> dict[str, list]:
+    """Everything the evaluation service stores (outbox records by id only: the relay marks them sent as it
+    goes), to compare before and after a refused request."""
     db = stack.db("evaluation")
-    names = ("rounds", "projects", "reviewers", "assignments", "reviews", "results", "awards", "outbox",
-             "idempotency_keys")
-    return {name: db[name].count_documents({}) for name in names}
+    names = ("rounds", "projects", "reviewers", "assignments", "reviews", "results", "awards", "idempotency_keys")
+    state = {name: list(db[name].find().sort("_id", 1)) for name in names}
+    state["outbox"] = [doc["_id"] for doc in db["outbox"].find({}, {"_id": 1}).sort("_id", 1)]
+    return state
