@@ -33,11 +33,17 @@ def browser():
 
 
 @pytest.fixture
-def live(stack):
-    stack.start_workers()
+def live(request, stack):
+    """The live stack; tests marked `no_workers` (pages that need no events) skip the consumers' group joins."""
+    if request.node.get_closest_marker("no_workers") is None:
+        stack.start_workers()
     running = LiveStack(stack).start()
     yield running
     running.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "no_workers: the live stack runs without event workers")
 
 
 class Person:

@@ -4,7 +4,8 @@ and the park's occupancy."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
@@ -12,7 +13,7 @@ from flask_babel import gettext
 from services.portal import charts, forms
 from services.portal.backend import ApiError, new_idempotency_key
 from services.portal.i18n import N_
-from services.portal.web import backend, render_form, role_required
+from services.portal.web import backend, render_form, role_required, settings
 
 blp = Blueprint("officer", __name__, url_prefix="/officer")
 PER_PAGE = 20
@@ -175,7 +176,7 @@ def deregister(organization_id):
 def risk_page(*, sweep=None, values=None, errors=None, problem=None):
     registry = backend().registry
     flagged = {risk: registry.get("/api/v1/organizations", risk=risk, per_page=100) for risk in forms.RISK_LISTS}
-    values = values or {"as_of": date.today().isoformat()}
+    values = values or {"as_of": district_today().isoformat()}
     return render_form("officer/risk.html", flagged=flagged, sweep=sweep, values=values, errors=errors,
                        problem=problem, labels={"as_of": N_("As of")})
 
@@ -200,6 +201,11 @@ def run_sweep():
             raise
         return risk_page(values=request.form, problem=problem)
     return risk_page(sweep=sweep_summary(sweep), values=request.form)
+
+
+def district_today() -> date:
+    """Today where the bureau is (a sweep may not run ahead of the district's date)."""
+    return datetime.now(ZoneInfo(settings().timezone)).date()
 
 
 def sweep_summary(sweep: dict) -> dict:
