@@ -14,7 +14,8 @@ from typing import Callable, Mapping
 from services.portal.i18n import N_
 
 FEN_PER_YUAN = 100
-COUNCIL_ROLES = ("chair", "vice_chair", "secretary_general", "member", "supervisor")
+# "member" first: an unused row's role select shows the ordinary choice, not a second chair.
+COUNCIL_ROLES = ("member", "chair", "vice_chair", "secretary_general", "supervisor")
 ORGANIZATION_TYPES = ("social_group", "social_service_agency", "foundation")
 AGGREGATIONS = ("mean", "trimmed_mean", "zscore")
 RISK_LISTS = ("abnormal", "serious")

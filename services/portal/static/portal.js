@@ -26,7 +26,7 @@
           });
           if (node.tagName === "LABEL") { node.textContent = node.textContent.replace(/\d+/, String(next + 1)); }
           if (node.tagName === "INPUT") { node.value = ""; node.removeAttribute("aria-invalid"); }
-          if (node.tagName === "SELECT") { node.selectedIndex = node.options.length > 3 ? 3 : 0; }
+          if (node.tagName === "SELECT") { node.selectedIndex = 0; }
           if (node.classList.contains("error-message")) { node.remove(); }
         });
         last.after(copy);
