@@ -304,7 +304,8 @@ class TestAssignment:
         check_problem(refused, 409)
         assert "only 2 of the round's 3 reviewers are neither affiliated" in refused.body["detail"]
         after = evaluation_counts(stack)
-        added = [r for r in after.pop("reviewers") if r not in before.pop("reviewers")]
+        reviewers_before = before.pop("reviewers")
+        added = [r for r in after.pop("reviewers") if r not in reviewers_before]
         assert [(r["round_id"], r["reviewer"]) for r in added] == [(rid, "r3")]  # the only change: r3 joined
         assert after == before
         check_problem(stack.client("evaluation", "reviewer").post(f"/api/v1/rounds/{rid}/assignments"), 403)
