@@ -28,3 +28,22 @@ def application(**overrides) -> dict:
     }
     body.update(overrides)
     return body
+
+
+def council(size: int = 3) -> list[dict]:
+    """A council of `size` people with exactly one chair."""
+    return [{"name": f"理事{unique_suffix()}", "role": "chair" if i == 0 else "member"} for i in range(size)]
+
+
+def social_group_application(**overrides) -> dict:
+    """A valid application of a 社会团体 (members and funds at their minimums)."""
+    return application(**{"name": f"上海市浦东新区{unique_suffix()}集邮协会", "type": "social_group",
+                          "domain": "文化", "registered_funds_fen": 3_000_000,
+                          "members": {"individuals": 50, "units": 0}, **overrides})
+
+
+def foundation_application(**overrides) -> dict:
+    """A valid application of a 基金会 (council of five, funds at the minimum)."""
+    return application(**{"name": f"上海市浦东新区{unique_suffix()}慈善基金会", "type": "foundation",
+                          "domain": "慈善", "registered_funds_fen": 200_000_000, "council": council(5),
+                          **overrides})

@@ -1,0 +1,75 @@
+"""Races through the real stack: parallel approvals, parallel applications for one name, parallel retries
+with one Idempotency-Key. Each thread has its own client of the one Flask app, as gunicorn threads would."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from services.registry.identifiers import is_valid_uscc
+from tests.integration.test_registry_api import ORGS, apply
+from tests.support.data import application
+
+PARALLEL = 20
+
+
+def in_parallel(count: int, call) -> list:
+    """Run `call(i)` in `count` threads released at the same moment; return the results in order."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(i):
+        barrier.wait()
+        results[i] = call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def test_twenty_parallel_approvals_give_one_success_one_uscc_one_event(stack):
+    organization = apply(stack)
+    clients = [stack.client("registry", "officer", sub=f"officer{i}") for i in range(PARALLEL)]
+    responses = in_parallel(PARALLEL, lambda i: clients[i].post(f"{ORGS}/{organization['id']}/approve"))
+
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [200] + [409] * (PARALLEL - 1), statuses
+    winner = next(r.body for r in responses if r.status == 200)
+    assert is_valid_uscc(winner["uscc"])
+    db = stack.db("registry")
+    assert db["organizations"].find_one({"_id": organization["id"]})["uscc"] == winner["uscc"]
+    assert db["organizations"].count_documents({"uscc": {"$exists": True}}) == 1
+    registered = db["outbox"].count_documents({"key": organization["id"],
+                                               "event.type": "org.socorg.registry.organization.registered"})
+    assert registered == 1
+    # The losers' code numbers were rolled back with their transactions: the next approval gets the next one.
+    second = apply(stack)
+    assert clients[0].post(f"{ORGS}/{second['id']}/approve").body["uscc"][8:16] == "00000002"
+
+
+def test_parallel_applications_for_one_name_give_one_organization(stack):
+    body = application()
+    clients = [stack.client("registry", "applicant", sub=f"applicant{i}") for i in range(PARALLEL)]
+    responses = in_parallel(PARALLEL, lambda i: clients[i].post(ORGS, body))
+    assert sorted(r.status for r in responses) == [201] + [409] * (PARALLEL - 1)
+    assert stack.db("registry")["organizations"].count_documents({}) == 1
+    assert stack.db("registry")["outbox"].count_documents({}) == 1
+
+
+def test_parallel_retries_with_one_key_create_one_organization(stack):
+    body = application()
+    client = stack.app("registry")
+    token = stack.token("applicant", "retrier")
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "same", "Content-Type": "application/json"}
+
+    def post(_):
+        response = client.test_client().post(ORGS, data=json.dumps(body, ensure_ascii=False), headers=headers)
+        return response.status_code, response.get_json()
+
+    results = in_parallel(10, post)
+    assert {status for status, _ in results} == {201}
+    assert len({created["id"] for _, created in results}) == 1
+    assert stack.db("registry")["organizations"].count_documents({}) == 1

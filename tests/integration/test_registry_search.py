@@ -1,0 +1,183 @@
+"""Search through the real stack: the worker follows the organizations' change stream into the inverted
+index, and the officers' list and the public register answer from it (q, filters, pages, totals).
+
+Every answer is compared with the plain definition computed from the organizations themselves.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+
+from services.registry import domain, search
+from services.registry.store import SearchIndex
+from tests.integration.test_registry_api import ORGS, check_problem
+from tests.support.data import application, foundation_application, social_group_application
+from tests.support.stack import Stack, wait_until
+
+NAMES = [
+    ("上海市浦东新区张江社区养老服务中心", application),
+    ("上海市浦东新区花木养老服务中心", application),
+    ("上海市浦东新区陆家嘴青少年发展中心", application),
+    ("上海市浦东新区浦东文化研究会", social_group_application),
+    ("上海市浦东新区张江集邮协会", social_group_application),
+    ("上海市浦东新区张江养老基金会", foundation_application),
+    ("上海市浦东新区新区社区服务社", application),
+    ("上海市浦东新区ＡＩ科技促进会", social_group_application),
+    ("上海市浦东新区慈善助老基金会", foundation_application),
+]
+
+
+@pytest.fixture
+def search_stack(servers):
+    """A stack whose registry worker runs (the search follower), without the daily sweep."""
+    stack = Stack(servers, registry_sweep_check_seconds=0.0)
+    stack.start_workers("registry")
+    yield stack
+    stack.close()
+
+
+def populate(stack) -> list[dict]:
+    """Nine organizations: three left submitted, one rejected, five registered (one of them flagged, one
+    deregistered)."""
+    applicant = stack.client("registry", "applicant", sub="zhang")
+    officer = stack.client("registry", "officer", sub="li")
+    ids = []
+    for name, make in NAMES:
+        created = applicant.post(ORGS, make(name=name))
+        assert created.status == 201, created.body
+        ids.append(created.body["id"])
+    for organization_id in ids[:5]:
+        assert officer.post(f"{ORGS}/{organization_id}/approve").status == 200
+    assert officer.post(f"{ORGS}/{ids[5]}/reject", {"reason": "材料不全"}).status == 200
+    assert officer.post(f"{ORGS}/{ids[1]}/risk-flags", {"list": "abnormal", "reason": "未按规定活动"}).status == 201
+    assert officer.post(f"{ORGS}/{ids[2]}/deregister", {"reason": "解散"}).status == 200
+    organizations = [officer.get(f"{ORGS}/{i}").body for i in ids]
+    wait_until(lambda: indexed(stack, organizations), timeout=20, message="the search index to catch up")
+    return organizations
+
+
+def indexed(stack, organizations) -> bool:
+    """Whether the index holds every organization's current version (it follows a moment behind)."""
+    entries = search.merge_entries(SearchIndex(stack.db("registry")).runs([search.ALL])[search.ALL])
+    return all(o["id"] in entries and int(entries[o["id"]][3:9]) == o["version"] for o in organizations)
+
+
+def expected(organizations, q="", **filters) -> list[str]:
+    key = domain.name_key(q)
+    return sorted((o["id"] for o in organizations
+                   if (key in domain.name_key(o["name"]) or (o["uscc"] or "").startswith(key.upper()))
+                   and all(o[name] == value for name, value in filters.items())), reverse=True)
+
+
+def find(stack, path=ORGS, client=None, **query):
+    client = client or stack.client("registry", "officer")
+    response = client.get(f"{path}?{urlencode(query | {'per_page': 100})}")
+    assert response.status == 200, response.body
+    return response.body
+
+
+QUERIES = ["养老", "张江", "养", "老", "中心", "浦东", "上海市浦东新区", "新区张江", "区张", "新区社区", "社区",
+           "ai", "ＡＩ", "助老基金会", "不存在", "5", "52", "533"]
+
+
+def test_search_answers_the_definition(search_stack):
+    stack = search_stack
+    organizations = populate(stack)
+    registered = [o for o in organizations if o["uscc"]]
+    queries = QUERIES + [registered[0]["uscc"], registered[0]["uscc"][:9], registered[0]["uscc"][:12]]
+    for q in queries:
+        found = find(stack, q=q)
+        assert [item["id"] for item in found["items"]] == expected(organizations, q), q
+        assert found["total"] == len(expected(organizations, q))
+    for filters in ({"status": "registered"}, {"status": "submitted"}, {"type": "foundation"},
+                    {"risk": "abnormal"}, {"status": "registered", "type": "social_group"}):
+        for q in ("", "养老", "张江", "中"):
+            found = find(stack, q=q, **filters)
+            assert [item["id"] for item in found["items"]] == expected(organizations, q, **filters), (q, filters)
+
+
+def test_pages_and_totals(search_stack):
+    stack = search_stack
+    organizations = populate(stack)
+    everything = expected(organizations)
+    officer = stack.client("registry", "officer")
+    pages = [officer.get(f"{ORGS}?per_page=4&page={page}").body for page in (1, 2, 3, 4)]
+    assert [item["id"] for page in pages for item in page["items"]] == everything
+    assert [page["total"] for page in pages] == [9] * 4 and pages[3]["items"] == []
+    assert pages[1] == pages[1] | {"page": 2, "per_page": 4}
+
+
+def test_changes_reach_the_index(search_stack):
+    stack = search_stack
+    organizations = populate(stack)
+    submitted = next(o for o in organizations if o["status"] == "submitted")
+    assert stack.client("registry", "officer").post(f"{ORGS}/{submitted['id']}/approve").status == 200
+    wait_until(lambda: submitted["id"] in [i["id"] for i in find(stack, status="registered")["items"]],
+               timeout=20, message="the approval in the index")
+    assert find(stack, status="registered")["total"] == len(expected(organizations, status="registered")) + 1
+    assert submitted["id"] not in [i["id"] for i in find(stack, status="submitted")["items"]]
+
+
+def test_public_register_search(search_stack):
+    stack = search_stack
+    organizations = populate(stack)
+    public = [o for o in organizations if o["status"] in ("registered", "deregistered")]
+    anonymous = stack.client("registry")
+    for q in ("", "养老", "张江", "5", "浦东"):
+        found = find(stack, "/api/v1/public/organizations", client=anonymous, q=q)
+        assert [item["uscc"] for item in found["items"]] == [
+            o["uscc"] for o in sorted(public, key=lambda o: o["id"], reverse=True) if o["id"] in expected(public, q)]
+    flagged = find(stack, "/api/v1/public/organizations", client=anonymous, risk="abnormal")["items"]
+    assert len(flagged) == 1 and flagged[0]["flags"][0]["reason"] == "未按规定活动"
+    ended = find(stack, "/api/v1/public/organizations", client=anonymous, status="deregistered")["items"]
+    assert [item["status"] for item in ended] == ["deregistered"]
+    text = str(find(stack, "/api/v1/public/organizations", client=anonymous))
+    assert "13800138000" not in text and "contact" not in text and "张三" not in text
+
+
+def test_the_follower_resumes_and_rebuilds(search_stack):
+    stack = search_stack
+    organizations = populate(stack)
+    stack.stop_workers()
+    applicant = stack.client("registry", "applicant", sub="zhang")
+    later = [applicant.post(ORGS, application()).body for _ in range(3)]
+    stack.start_workers("registry")  # goes on from the saved stream position
+    wait_until(lambda: indexed(stack, organizations + later), timeout=20, message="resumed")
+
+    stack.stop_workers()
+    db = stack.db("registry")
+    for name in (SearchIndex.RUNS, SearchIndex.CATALOG, SearchIndex.META):
+        db[name].delete_many({})  # a lost index: no runs, no position
+    stack.start_workers("registry")
+    wait_until(lambda: indexed(stack, organizations + later), timeout=30, message="rebuilt")
+    assert [i["id"] for i in find(stack, q="养老")["items"]] == expected(organizations + later, "养老")
+
+
+def test_runs_are_merged_as_they_accumulate(stack):
+    """Many small batches of changes end up in few runs, and the answers stay the same."""
+    index = SearchIndex(stack.db("registry"))
+    region = domain.name_key("上海市浦东新区")
+    documents = []
+    for i in range(SearchIndex.FANOUT * 2 + 1):
+        document = {"_id": f"org_{i:04d}", "name_key": domain.name_key(f"上海市浦东新区第{i}养老服务中心"),
+                    "status": "submitted", "type": "social_service_agency", "risk": "none", "version": 1}
+        documents.append(document)
+        index.add([document], region)
+    index.add([{**documents[0], "status": "registered", "version": 2, "uscc": "523101150000000198"}], region)
+    catalog = list(stack.db("registry")[SearchIndex.CATALOG].find({"term": "#all"}))
+    assert len(catalog) < SearchIndex.FANOUT + 2 and {c["level"] for c in catalog} >= {0, 1}
+    merged = [run for run in index.runs(["#all"])["#all"]]
+    entries = {}
+    for run in merged:
+        for org_id, value in run.items():
+            entries.setdefault(org_id, []).append(value)
+    assert len(entries) == len(documents)
+    newest = {org_id: max(values, key=lambda v: v[3:9]) for org_id, values in entries.items()}
+    assert newest["org_0000"].startswith("ran000002")  # registered, social_service_agency, no risk
+
+
+def test_search_arguments(search_stack):
+    check_problem(search_stack.client("registry", "officer").get(f"{ORGS}?q={'长' * 101}"), 422)
+    check_problem(search_stack.client("registry").get("/api/v1/public/organizations?per_page=0"), 422)
