@@ -140,6 +140,10 @@ def test_apply_approve_enter_score_close_award_pay(people, live):
     row = page.locator("table.results tbody tr", has_text="社区长者助餐服务")
     expect(row).to_contain_text("82")  # weighted 81.00 and 83.00 -> mean 82.00
     officer.shot("12-officer-leaderboard")
+    # The reviewers see the results too, now that the round is closed.
+    page_of_reviewer = person.goto(round_url.removeprefix(live.url).replace("/officer/", "/reviewer/") + "/results")
+    expect(page_of_reviewer.locator("table.results")).to_contain_text("社区长者助餐服务")
+    person.shot("12b-reviewer-results")
     row.locator("input[name$='.tier']").fill("一等奖")
     row.locator("input[name$='.prize_yuan']").fill("50000")
     page.get_by_role("button", name=re.compile("授予奖项")).click()

@@ -185,3 +185,45 @@ def test_a_service_that_is_down_gives_a_clear_page(stack):
         assert status == 503 and "registration service is not answering" in html
     finally:
         live.stop()
+
+
+def registered_through_the_portal(live) -> tuple[Browser, Browser, str]:
+    applicant = Browser(portal(live), "applicant", "zhang")
+    organization_id = applicant.post("/applicant/apply", apply_form(application()))[2]["Location"].rsplit("/", 1)[1]
+    officer = Browser(portal(live), "officer", "li")
+    assert officer.post(f"/officer/organizations/{organization_id}/approve", {})[0] == 302
+    return applicant, officer, organization_id
+
+
+def test_an_officer_flag_shows_to_the_applicant_with_what_to_do(stack, live):
+    applicant, officer, organization_id = registered_through_the_portal(live)
+    status, html, _ = officer.post(f"/officer/organizations/{organization_id}/flags", {"list": "abnormal",
+                                                                                     "reason": ""})
+    assert status == 422 and 'id="f-reason-error"' in html
+    status, _, _ = officer.post(f"/officer/organizations/{organization_id}/flags",
+                                {"list": "abnormal", "reason": "未按章程开展活动"})
+    assert status == 302
+    status, html = applicant.get(f"/applicant/organizations/{organization_id}")
+    assert status == 200 and "活动异常名录" in html
+    assert "由民政局列入：未按章程开展活动" in html and "六个月后自动失效" in html
+
+
+def test_annual_report_and_renewal_errors_show_beside_their_fields(stack, live):
+    applicant, _, organization_id = registered_through_the_portal(live)
+    # Registered today, the organization has no finished year to report on: the registry's rule shows
+    # beside the year, and nothing is filed.
+    report = {"year": "2025", "income_yuan": "120000", "expenditure_yuan": "80000.50", "net_assets_yuan": "40000"}
+    status, html, _ = applicant.post(f"/applicant/organizations/{organization_id}/annual-reports", report)
+    assert status == 422
+    beside = re.search(r'<p class="error-message" id="f-year-error">(.*?)</p>', html, re.S)
+    assert beside and "2025" in beside[1]
+    assert 'value="80000.50"' in html  # what was typed is kept
+    status, html, _ = applicant.post(f"/applicant/organizations/{organization_id}/annual-reports",
+                                     {**report, "income_yuan": "很多"})
+    assert status == 422 and 'id="f-income_yuan-error"' in html
+
+    status, html, _ = applicant.post(f"/applicant/organizations/{organization_id}/renewals",
+                                     {"election_date": "31/12/2030", "term_years": "5",
+                                      "council.0.name": "张三", "council.0.role": "chair"})
+    assert status == 422 and 'id="f-election_date-error"' in html and "YYYY-MM-DD" in html
+    assert organizations(stack).find_one({"_id": organization_id})["status"] == "registered"
