@@ -12,6 +12,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone, tzinfo
 from decimal import Decimal
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
@@ -436,7 +437,9 @@ def results_digest(documents: Sequence[dict]) -> str:
     return _sha256([[d[f] if f != "score" or d[f] is None else _number(d[f]) for f in fields] for d in documents])
 
 
+@lru_cache(maxsize=4096)
 def _number(value) -> str:
+    """One spelling per number (8, 8.0 and 8.00 are "8"); cached, since a round's scores take few values."""
     return format(scoring.decimal_of(value).normalize(), "f")
 
 

@@ -113,12 +113,16 @@ def weighted_scores(criteria: Sequence[Criterion], many_scores: Iterable[Mapping
     with localcontext() as ctx:
         ctx.prec = PRECISION
         factors = [(c.key, HUNDRED * c.weight / c.max_score) for c in criteria]
+        decimals: dict = {}  # scores take few distinct values: convert each once (8 and 8.0 share an entry)
         totals = []
         for scores in many_scores:
             total = ZERO
             for key, factor in factors:
                 value = scores[key]
-                total += factor * (Decimal(value) if type(value) is int else decimal_of(value))
+                exact = decimals.get(value)
+                if exact is None:
+                    exact = decimals[value] = decimal_of(value)
+                total += factor * exact
             totals.append(total)
         return totals
 
