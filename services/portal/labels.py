@@ -10,7 +10,7 @@ TERMS = {
     "foundation": N_("Foundation"),
     # organization statuses
     "submitted": N_("Submitted"), "registered": N_("Registered"), "rejected": N_("Rejected"),
-    "deregistered": N_("Deregistered"),
+    "deregistered": N_("Deregistered"), "approved": N_("Approved"),
     # risk
     "none": N_("No risk"), "abnormal": N_("Abnormal activity list"), "serious": N_("Serious violations list"),
     # council roles
