@@ -1,6 +1,6 @@
 """The `socorg` command.
 
-  socorg up                         start SecantusDB, Tansu, the topics, the three services and their workers
+  socorg up                         start SecantusDB, Tansu, the topics, the services, their workers, the portal
   socorg token --role R --sub S     print a signed bearer token
   socorg worker SERVICE             run a service's outbox relay, event consumer and periodic jobs
   socorg replay SERVICE             publish a service's whole outbox again (after a broker lost its data)
@@ -122,23 +122,19 @@ def _up(settings: Settings, args) -> int:
                     print(f"{service}: {replayed} recorded events queued for replay to the new broker")
         client.close()
 
-        env = infra.child_env()
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        # The portal calls the services at the ports this run uses, unless told otherwise.
+        env = infra.child_env(**{f"{service.upper()}_URL": f"http://127.0.0.1:{settings.port_of(service)}"
+                                 for service in SERVICES if not os.environ.get(f"{service.upper()}_URL")})
+        socorg = str(Path(sys.executable).with_name("socorg"))
         for service in SERVICES:
-            port = settings.port_of(service)
-            argv = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(settings.web_workers),
-                    "--threads", str(settings.web_threads), "--worker-class", "gthread",
-                    "--graceful-timeout", "5", "--name", f"socorg-{service}",
-                    # Each gunicorn would otherwise claim the same control socket under $HOME.
-                    "--no-control-socket", f"services.{service}.app:create_app()"]
-            children.append(infra.ManagedProcess(f"{service}-web", argv, port, log_dir / f"{service}-web.log",
-                                                 env=env).start())
-            socorg = str(Path(sys.executable).with_name("socorg"))
+            children.append(_web_server(settings, service, env, log_dir))
             children.append(infra.ManagedProcess(f"{service}-worker", [socorg, "worker", service], 0,
                                                  log_dir / f"{service}-worker.log", env=env).start())
-        for service in SERVICES:
+        children.append(_web_server(settings, "portal", env, log_dir))
+        for service in (*SERVICES, "portal"):
             infra.wait_for_port(settings.port_of(service), timeout=60)
         print("\nsocorg is up:")
+        print(f"  {'portal':<11} http://127.0.0.1:{settings.port_of('portal')}/   (sign in, apply, score, run the bureau)")
         for service in SERVICES:
             base = f"http://127.0.0.1:{settings.port_of(service)}"
             print(f"  {service:<11} {base}/api/v1   docs {base}/docs   ready {base}/readyz")
@@ -157,6 +153,19 @@ def _up(settings: Settings, args) -> int:
             child.stop()
         print("stopped")
     return 0
+
+
+def _web_server(settings: Settings, name: str, env: dict, log_dir: Path):
+    from shared import infra
+
+    port = settings.port_of(name)
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    argv = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(settings.web_workers),
+            "--threads", str(settings.web_threads), "--worker-class", "gthread",
+            "--graceful-timeout", "5", "--name", f"socorg-{name}",
+            # Each gunicorn would otherwise claim the same control socket under $HOME.
+            "--no-control-socket", f"services.{name}.app:create_app()"]
+    return infra.ManagedProcess(f"{name}-web", argv, port, log_dir / f"{name}-web.log", env=env).start()
 
 
 def _port_of_uri(uri: str, default: int) -> int:

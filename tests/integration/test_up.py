@@ -16,12 +16,12 @@ from tests.support.stack import wait_until
 
 
 def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
-    ports = {name: infra.free_port() for name in ("mongo", "broker", "registry", "evaluation", "fund")}
+    ports = {name: infra.free_port() for name in ("mongo", "broker", "registry", "evaluation", "fund", "portal")}
     env = dict(os.environ,
                MONGODB_URI=f"mongodb://127.0.0.1:{ports['mongo']}",
                KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{ports['broker']}",
                REGISTRY_PORT=str(ports["registry"]), EVALUATION_PORT=str(ports["evaluation"]),
-               FUND_PORT=str(ports["fund"]), SOCORG_DATA_DIR=str(tmp_path / "data"),
+               FUND_PORT=str(ports["fund"]), PORTAL_PORT=str(ports["portal"]), SOCORG_DATA_DIR=str(tmp_path / "data"),
                WEB_CONCURRENCY="1", WEB_THREADS="2", SOCORG_LOG_LEVEL="WARNING")
     socorg = Path(sys.executable).with_name("socorg")
     up = subprocess.Popen([str(socorg), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -30,15 +30,18 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
         for service in ("registry", "evaluation", "fund"):
             url = f"http://127.0.0.1:{ports[service]}/readyz"
             wait_until(lambda: _ready(url), timeout=90, interval=0.5, message=f"{service} ready")
+        # The portal answers and reaches the services at this run's ports.
+        portal = f"http://127.0.0.1:{ports['portal']}"
+        wait_until(lambda: _ready(portal + "/healthz"), timeout=60, interval=0.5, message="portal")
         children = psutil.Process(up.pid).children(recursive=True)
-        assert len(children) >= 8  # database, broker, three web servers, three workers
+        assert len(children) >= 9  # database, broker, three web servers, three workers, the portal
         assert (tmp_path / "data" / "mongo").is_dir()  # data kept in the project-local folder
 
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
         assert up.returncode == 0
         assert "socorg is up" in output and "stopped" in output
-        for service in ("registry", "evaluation", "fund"):
+        for service in ("registry", "evaluation", "fund", "portal"):
             assert f"127.0.0.1:{ports[service]}" in output  # the URLs are printed
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     finally:
