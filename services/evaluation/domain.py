@@ -12,9 +12,9 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime, timezone, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from shared.errors import Conflict, Forbidden, ValidationFailed
 from shared.events import Event
 
 from services.evaluation import scoring
-from services.evaluation.assignment import AssignmentImpossible, assign
+from services.evaluation.assignment import AssignmentImpossible, assign, loads_of
 
 if TYPE_CHECKING:  # shared.auth imports Flask, which the rules must not need
     from shared.auth import Principal
@@ -237,14 +237,11 @@ def plan_assignments(round_: dict, projects: Sequence[dict], reviewers: Sequence
         raise Conflict(f"no assignment is possible: {exc}") from None
     wanted = {assignment_id(p, r) for p, rs in plan.items() for r in rs}
     existing = {a["_id"] for a in active}
-    titles = {p["_id"]: p for p in projects}
-    add = [assignment_doc(round_, titles[p], r, actor=actor, now=now)
+    by_id = {p["_id"]: p for p in projects}
+    add = [assignment_doc(round_, by_id[p], r, actor=actor, now=now)
            for p, rs in plan.items() for r in rs if assignment_id(p, r) not in existing]
-    loads: dict[str, int] = {r["reviewer"]: 0 for r in reviewers}
-    for reviewers_of_project in plan.values():
-        for reviewer in reviewers_of_project:
-            loads[reviewer] += 1
-    return AssignmentPlan(keep=sorted(existing & wanted), add=add, remove=sorted(existing - wanted), loads=loads)
+    return AssignmentPlan(keep=sorted(existing & wanted), add=add, remove=sorted(existing - wanted),
+                          loads=loads_of(plan, [r["reviewer"] for r in reviewers]))
 
 
 def assignment_doc(round_: dict, project: dict, reviewer: str, *, actor: str, now: datetime,
