@@ -122,9 +122,10 @@ def _up(settings: Settings, args) -> int:
                     print(f"{service}: {replayed} recorded events queued for replay to the new broker")
         client.close()
 
-        # The portal calls the services at the ports this run uses, unless told otherwise.
-        env = infra.child_env(**{f"{service.upper()}_URL": f"http://127.0.0.1:{settings.port_of(service)}"
-                                 for service in SERVICES if not os.environ.get(f"{service.upper()}_URL")})
+        # The portal calls the services where this run serves them.
+        env = infra.child_env(REGISTRY_URL=f"http://127.0.0.1:{settings.registry_port}",
+                              EVALUATION_URL=f"http://127.0.0.1:{settings.evaluation_port}",
+                              FUND_URL=f"http://127.0.0.1:{settings.fund_port}")
         socorg = str(Path(sys.executable).with_name("socorg"))
         for service in SERVICES:
             children.append(_web_server(settings, service, env, log_dir))
