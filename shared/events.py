@@ -50,6 +50,8 @@ class Event:
     data: dict[str, Any]
     key: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # When it happened, if the event is recorded later than that (else: when the outbox records it).
+    time: datetime | None = None
 
     @property
     def partition_key(self) -> str:
@@ -65,7 +67,7 @@ def now_utc() -> datetime:
 def envelope(event: Event, source: str, time: datetime | None = None) -> dict[str, Any]:
     if "actor" not in event.data:
         raise ValueError(f"event {event.type} has no actor in its data")
-    time = time or now_utc()
+    time = time or event.time or now_utc()
     return {
         "specversion": SPECVERSION,
         "id": event.id,

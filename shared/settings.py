@@ -96,7 +96,8 @@ class Settings:
     # Shanghai time of day.
     registry_sweep_check_seconds: float = _setting("REGISTRY_SWEEP_CHECK_SECONDS", 300.0)
     registry_sweep_time: str = _setting("REGISTRY_SWEEP_TIME", "01:00", help="HH:MM, Asia/Shanghai")
-    # The search index follows the organizations' change stream this often.
+    # The worker follows the organizations' change stream this often (events of new applications into the
+    # outbox, changes into the search index).
     registry_search_poll_seconds: float = _setting("REGISTRY_SEARCH_POLL_SECONDS", 0.05)
 
     # --- evaluation settings ---

@@ -246,6 +246,7 @@ def organization_event(kind: str, organization: dict, actor: str, **extra) -> Ev
         type=f"registry.organization.{kind}",
         subject=organization["_id"],
         data={"actor": actor, "organization": snapshot(organization), **extra},
+        time=organization["updated_at"],  # the change's time, whenever the outbox records the event
     )
 
 
@@ -270,6 +271,8 @@ def submit(application: dict, *, applicant: str, now: datetime, rules: Rules) ->
         **application,
         "name": name,
         "name_key": name_key(name),
+        # Held while submitted or registered: unique among organizations (a unique index in the store).
+        "name_claim": name_key(name),
         "status": SUBMITTED,
         "risk": NO_RISK,
         "flags": [],
@@ -301,7 +304,8 @@ def approve(organization: dict, *, uscc: str, today: date, now: datetime, actor:
 
 def reject(organization: dict, *, reason: str, now: datetime, actor: str) -> tuple[dict, list[Event]]:
     require_status(organization, "rejected", SUBMITTED)
-    rejected = changed(organization, now, status=REJECTED, rejected_at=now, rejected_by=actor, rejection_reason=reason)
+    rejected = released(changed(organization, now, status=REJECTED, rejected_at=now, rejected_by=actor,
+                                rejection_reason=reason))
     return rejected, [organization_event("rejected", rejected, actor, reason=reason)]
 
 
@@ -310,8 +314,13 @@ def deregister(organization: dict, *, reason: str, today: date, now: datetime,
     require_status(organization, "deregistered", REGISTERED)
     ended = changed(organization, now, status=DEREGISTERED, deregistered_at=now, deregistered_on=today.isoformat(),
                     deregistered_by=actor, deregistration_reason=reason)
-    ended = with_markers(ended)
+    ended = with_markers(released(ended))
     return ended, [organization_event("deregistered", ended, actor, reason=reason)]
+
+
+def released(organization: dict) -> dict:
+    """A rejected or deregistered organization no longer holds its name: another may apply with it."""
+    return {key: value for key, value in organization.items() if key != "name_claim"}
 
 
 def term_from(start: date, years: int) -> dict:

@@ -1,7 +1,8 @@
 """The registry's background work, run by its worker process (`socorg worker registry`).
 
 It consumes no other service's events. Besides the outbox relay the worker runs two periodic jobs:
-- `search-index`: follows the organizations' change stream into the search index (see store.SearchFollower);
+- `follow-organizations`: follows the organizations' change stream, copying the events new applications
+  carry into the outbox and keeping the search index up to date (see store.OrganizationFollower);
 - `daily-risk-sweep`: once a day, after REGISTRY_SWEEP_TIME (Asia/Shanghai), the same sweep as
   `POST /api/v1/risk-sweeps` for today (REGISTRY_SWEEP_CHECK_SECONDS <= 0 turns it off).
 """
@@ -13,7 +14,7 @@ import logging
 from pymongo.database import Database
 
 from services.registry import domain
-from services.registry.store import RegistryStore, SearchFollower
+from services.registry.store import OrganizationFollower, RegistryStore
 from shared.events import source_of
 from shared.metrics import Registry
 from shared.outbox import Outbox
@@ -27,8 +28,8 @@ SERVICE = "registry"
 
 
 def worker_spec(db: Database, settings: Settings) -> WorkerSpec:
-    follower = SearchFollower(db, domain.Rules.from_settings(settings).region_key)
-    jobs = [PeriodicJob("search-index", settings.registry_search_poll_seconds, follower.catch_up)]
+    follower = OrganizationFollower(db, domain.Rules.from_settings(settings).region_key, SERVICE)
+    jobs = [PeriodicJob("follow-organizations", settings.registry_search_poll_seconds, follower.catch_up)]
     if settings.registry_sweep_check_seconds > 0:
         registry = store_for_worker(db, settings)
 

@@ -82,13 +82,6 @@ class FlagSchema(Schema):
     escalated_to = fields.Str(allow_none=True)
 
 
-class ActiveFlagSchema(Schema):
-    id = fields.Str()
-    list = fields.Str()
-    reason = fields.Str()
-    raised_on = IsoDate()
-
-
 class OrganizationSchema(Schema):
     id = fields.Str(attribute="_id", dump_only=True)
     name = fields.Str()
@@ -107,7 +100,9 @@ class OrganizationSchema(Schema):
     registered_at = fields.DateTime(allow_none=True, dump_default=None)
     term = fields.Nested(TermSchema, allow_none=True, dump_default=None)
     risk = fields.Str(metadata={"enum": list(RISK_LEVELS)})
-    active_flags = fields.Method("_active_flags", metadata={"type": "array", "items": {"type": "object"}})
+    active_flags = fields.Method("_active_flags", metadata={
+        "type": "array", "description": "the active risk flags {id, list, reason, raised_on}",
+        "items": {"type": "object"}})
     reported_years = fields.List(fields.Int())
     submitted_at = fields.DateTime()
     rejection_reason = fields.Str(allow_none=True, dump_default=None)
@@ -116,7 +111,8 @@ class OrganizationSchema(Schema):
     version = fields.Int()
 
     def _active_flags(self, organization):
-        return ActiveFlagSchema(many=True).dump([f for f in organization.get("flags", []) if f["active"]])
+        return [{"id": f["id"], "list": f["list"], "reason": f["reason"], "raised_on": f["raised_on"]}
+                for f in organization.get("flags", []) if f["active"]]
 
 
 class SearchArgs(PageArgs):
@@ -135,12 +131,6 @@ class PublicSearchArgs(PageArgs):
     risk = fields.Str(validate=validate.OneOf(RISK_LEVELS))
 
 
-class PublicFlagSchema(Schema):
-    list = fields.Str()
-    reason = fields.Str()
-    raised_on = IsoDate()
-
-
 class PublicOrganizationSchema(Schema):
     """The public register: credit information is public by law; no personal data (no ID numbers, phones,
     e-mails, names of people)."""
@@ -157,10 +147,11 @@ class PublicOrganizationSchema(Schema):
     term = fields.Nested(TermSchema)
     risk = fields.Str()
     flags = fields.Method("_active_flags", metadata={"type": "array", "items": {"type": "object"},
-                                                     "description": "active risk flags"})
+                                                     "description": "the active risk flags {list, reason, raised_on}"})
 
     def _active_flags(self, organization):
-        return PublicFlagSchema(many=True).dump([f for f in organization.get("flags", []) if f["active"]])
+        return [{"list": f["list"], "reason": f["reason"], "raised_on": f["raised_on"]}
+                for f in organization.get("flags", []) if f["active"]]
 
 
 class ReasonSchema(Schema):

@@ -6,19 +6,21 @@ these machines that costs about 70 µs a document, so a common two-character wor
 organizations (a few thousand matches, all needed for `total`) takes a quarter of a second.
 
 So the index is an inverted one, kept in few, compact documents ("runs", see store.SearchIndex):
-a term maps organization ids to an entry `<code><version>[:<positions>]`:
+a term maps organization ids to an entry `<code><version>[:<positions>|/<uscc>]`:
 - `code`: three letters, status / type / risk, so filters are applied on the entries themselves;
 - `version`: the organization's version (six digits), the newest entry of an organization wins;
 - `positions`: where a two-character term occurs in the name, so a longer query is verified exactly
-  (its bigrams must line up) without reading any name.
+  (its bigrams must line up) without reading any name;
+- `uscc`: the code, on the entries of `#all` and `#u...`, for USCC prefix searches.
 
 Terms of an organization:
-- `#all`: every organization (lists without `q`);
+- `#all`: every organization (lists without `q`, and USCC prefixes of 9 to 13 characters);
 - each character and each pair of adjacent characters of the normalised name (`domain.name_key`),
   except those lying entirely inside the region prefix every name starts with: they would index every
   organization under the same few terms; a query inside the prefix matches every name anyway;
-- `#u` + the first 9..18 characters of its USCC once it has one (a USCC prefix search). Shorter prefixes
-  are the fixed head `5`, type digit, area code, answered from `#all` by type.
+- `#u` + the first 14 characters of its USCC once it has one: codes are issued in sequence, so this
+  groups about a hundred organizations, and a prefix of 14 or more characters reads only its group.
+  Prefixes of up to 8 characters are the fixed head (`5`, type digit, area code): answered by type.
 An organization's terms never go away (names do not change, a USCC is never withdrawn), so indexing a
 change only ever adds entries; resolution by version does the rest.
 """
@@ -32,7 +34,8 @@ from services.registry import identifiers
 
 ALL = "#all"
 USCC_TERM = "#u"
-USCC_INDEXED_FROM = 9  # shorter USCC prefixes are the structural head (5 + type digit + area code)
+USCC_HEAD = 8  # 5, type digit, area code: the same for every organization of a type
+USCC_GROUP = 14  # the head and six digits of the organization code: about a hundred codes issued in a row
 VERSION_WIDTH = 6
 
 STATUS_CODES = {"submitted": "s", "registered": "r", "rejected": "x", "deregistered": "d"}
@@ -44,16 +47,22 @@ def code_of(status: str, org_type: str, risk: str) -> str:
     return STATUS_CODES[status] + TYPE_CODES[org_type] + RISK_CODES[risk]
 
 
-def entry(code: str, version: int, positions: list[int] | None = None) -> str:
+def entry(code: str, version: int, positions: list[int] | None = None, uscc: str | None = None) -> str:
     value = f"{code}{version:0{VERSION_WIDTH}d}"
     if positions:
         value += ":" + "".join(chr(48 + p) for p in positions)
+    elif uscc:
+        value += "/" + uscc
     return value
 
 
 def entry_positions(value: str) -> set[int]:
     _, _, encoded = value.partition(":")
     return {ord(c) - 48 for c in encoded}
+
+
+def entry_uscc(value: str) -> str:
+    return value.partition("/")[2]
 
 
 def newer(a: str, b: str) -> bool:
@@ -75,22 +84,16 @@ def name_terms(key: str, region_key: str) -> dict[str, list[int]]:
     return terms
 
 
-def uscc_terms(uscc: str | None) -> list[str]:
-    if not uscc:
-        return []
-    return [USCC_TERM + uscc[:k] for k in range(USCC_INDEXED_FROM, len(uscc) + 1)]
-
-
 def organization_entries(organization: dict, region_key: str) -> dict[str, str]:
     """term -> entry, for one version of an organization."""
     code = code_of(organization["status"], organization["type"], organization.get("risk", "none"))
-    version = organization["version"]
+    version, uscc = organization["version"], organization.get("uscc")
     plain = entry(code, version)
-    entries = {ALL: plain}
+    entries = {ALL: entry(code, version, uscc=uscc)}
     for term, positions in name_terms(organization["name_key"], region_key).items():
         entries[term] = entry(code, version, positions) if len(term) == 2 else plain
-    for term in uscc_terms(organization.get("uscc")):
-        entries[term] = plain
+    if uscc:
+        entries[USCC_TERM + uscc[:USCC_GROUP]] = entry(code, version, uscc=uscc)
     return entries
 
 
@@ -137,7 +140,8 @@ class Plan:
     unigram: str | None = None
     bigrams: tuple[tuple[str, int], ...] = ()  # (pair, offset in q)
     narrowing: tuple[str, ...] = ()  # pairs every match must be indexed under
-    uscc_term: str | None = None
+    uscc_prefix: str | None = None  # a USCC prefix longer than the head
+    uscc_term: str = ALL  # where entries with USCCs of that prefix are
     uscc_types: tuple[str, ...] = ()  # a short USCC prefix: the types whose USCC head it matches
     region_key: str = ""
 
@@ -150,7 +154,7 @@ class Plan:
         if self.unigram:
             terms.append(self.unigram)
         terms += list(dict.fromkeys(pair for pair, _ in self.bigrams))
-        if self.uscc_term:
+        if self.uscc_prefix and self.uscc_term not in terms:
             terms.append(self.uscc_term)
         return terms
 
@@ -173,8 +177,10 @@ def plan(q: str | None, *, region_key: str, area_code: str, name_key) -> Plan:
         fields.update(bigrams=bigrams, narrowing=tuple(sorted(narrowing)))
     code = key.upper()
     if identifiers.uscc_shape_ok(code) and len(code) <= 18:
-        if len(code) >= USCC_INDEXED_FROM:
-            fields["uscc_term"] = USCC_TERM + code
+        if len(code) > USCC_HEAD:
+            fields["uscc_prefix"] = code
+            if len(code) >= USCC_GROUP:
+                fields["uscc_term"] = USCC_TERM + code[:USCC_GROUP]
         else:
             fields["uscc_types"] = tuple(t for t, digit in identifiers.TYPE_DIGIT.items()
                                          if (identifiers.CIVIL_AFFAIRS + digit + area_code).startswith(code))
@@ -199,8 +205,9 @@ def answer(plan_: Plan, runs_by_term: dict[str, list[dict[str, str]]], filters: 
         matches.update(merged[plan_.unigram])
     elif plan_.bigrams:
         matches.update(_aligned(plan_, merged))
-    if plan_.uscc_term:
-        matches.update(merged.get(plan_.uscc_term, {}))
+    if plan_.uscc_prefix:
+        matches.update({org_id: value for org_id, value in merged.get(plan_.uscc_term, {}).items()
+                        if entry_uscc(value).startswith(plan_.uscc_prefix)})
     if plan_.uscc_types:
         type_codes = {TYPE_CODES[t] for t in plan_.uscc_types}
         with_uscc = {STATUS_CODES["registered"], STATUS_CODES["deregistered"]}

@@ -3,6 +3,16 @@ the search index (runs of postings, see search.py) and the follower that keeps i
 
 Every command is one transaction through `ctx.uow.execute`: load, let domain.py decide, write the new
 version of the organization (guarded by its version), return the resource and the events for the outbox.
+
+One exception, measured: an application (`submit`) is the one command that arrives in bulk, and on
+SecantusDB a transaction writing three documents (name claim, organization, outbox record) runs at about
+a quarter of a plain insert. So an application is one document: it holds its name through the unique
+`name_claim` field and carries its `submitted` event in `pending_events`, atomically with the state
+change (INFRA.md: "an outbox embedded in the aggregate"). The follower, reading the change stream, copies
+carried events into the outbox; the next command on the organization does it too, in its transaction and
+before its own events, so the order per organization holds whoever gets there first. The outbox record's
+id is the event's id, so copying twice is harmless.
+
 SecantusDB reads every document a query matches before it sorts or limits, so every query here is one
 an index narrows to what the answer needs: by id, by a unique key, or by one indexed marker field.
 """
@@ -17,14 +27,16 @@ from datetime import date, datetime, time as day_time, timedelta
 from zoneinfo import ZoneInfo
 
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from services.registry import domain, identifiers, search
 from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.events import SYSTEM_ACTOR, now_utc
+from shared.events import SYSTEM_ACTOR, Event, now_utc, source_of
 from shared.mongo import run_in_transaction
+from shared.outbox import Outbox
 from shared.schemas import skip_of
 from shared.unit_of_work import IdempotencyKey
 from shared.web import ServiceContext
@@ -32,6 +44,7 @@ from shared.web import ServiceContext
 log = logging.getLogger("socorg.registry")
 
 ORGANIZATIONS = "organizations"
+PENDING_EVENTS = "pending_events"  # events an organization document carries until the outbox has them
 RENEWALS = "term_renewals"
 REPORTS = "annual_reports"
 SWEEPS = "risk_sweeps"
@@ -42,7 +55,7 @@ class RegistryStore:
         self.uow = ctx.uow
         self.db = ctx.db
         self.organizations = ctx.db[ORGANIZATIONS]
-        self.name_claims = ctx.db["name_claims"]  # _id: normalised name of a submitted/registered organization
+        self.outbox = ctx.outbox
         self.counters = ctx.db["counters"]
         self.renewals = ctx.db[RENEWALS]
         self.reports = ctx.db[REPORTS]
@@ -117,16 +130,15 @@ class RegistryStore:
 
     # -- lifecycle commands -----------------------------------------------------------------------
     def submit(self, application: dict, *, applicant: str, idempotency: IdempotencyKey | None) -> dict:
+        """One document: the organization, holding its name and carrying its event (see the module doc)."""
         def work(session):
             organization, events = domain.submit(application, applicant=applicant, now=now_utc(), rules=self.rules)
             try:
-                self.name_claims.insert_one({"_id": organization["name_key"], "organization_id": organization["_id"]},
-                                            session=session)
+                self.organizations.insert_one({**organization, PENDING_EVENTS: carried(events)}, session=session)
             except DuplicateKeyError:
                 raise Conflict(f"the name {organization['name']!r} is already taken by a submitted or "
                                f"registered organization") from None
-            self.organizations.insert_one(organization, session=session)
-            return organization, events
+            return organization, []
 
         return self.uow.execute(work, idempotency=idempotency)
 
@@ -146,9 +158,7 @@ class RegistryStore:
 
     def reject(self, organization_id: str, *, reason: str, actor: str, expected_version: int | None = None) -> dict:
         def decide(session, organization):
-            rejected, events = domain.reject(organization, reason=reason, now=now_utc(), actor=actor)
-            self._release_name(session, organization)
-            return rejected, events
+            return domain.reject(organization, reason=reason, now=now_utc(), actor=actor)
 
         return self._change(organization_id, decide, expected_version)
 
@@ -156,16 +166,9 @@ class RegistryStore:
                    expected_version: int | None = None) -> dict:
         def decide(session, organization):
             now = now_utc()
-            ended, events = domain.deregister(organization, reason=reason, today=self.today(now), now=now, actor=actor)
-            self._release_name(session, organization)
-            return ended, events
+            return domain.deregister(organization, reason=reason, today=self.today(now), now=now, actor=actor)
 
         return self._change(organization_id, decide, expected_version)
-
-    def _release_name(self, session, organization: dict) -> None:
-        """A rejected or deregistered organization no longer holds its name."""
-        self.name_claims.delete_one({"_id": organization["name_key"], "organization_id": organization["_id"]},
-                                    session=session)
 
     def _change(self, organization_id: str, decide, expected_version: int | None, *,
                 idempotency: IdempotencyKey | None = None, result=None):
@@ -189,6 +192,9 @@ class RegistryStore:
         return organization
 
     def _write(self, session, old: dict, new: dict) -> None:
+        """Write the new version; events the old one still carried go to the outbox first, in order."""
+        publish_carried(self.outbox, session, old.get(PENDING_EVENTS, []))
+        new = {key: value for key, value in new.items() if key != PENDING_EVENTS}
         written = self.organizations.replace_one({"_id": old["_id"], "version": old["version"]}, new, session=session)
         if written.matched_count != 1:
             raise Conflict("the organization changed while this request was deciding; reload it and retry")
@@ -352,6 +358,24 @@ class RegistryStore:
         return result
 
 
+def carried(events: list[Event]) -> list[dict]:
+    """Events as a document carries them until they are in the outbox."""
+    return [{"id": e.id, "type": e.type, "subject": e.subject, "key": e.key, "data": e.data, "time": e.time}
+            for e in events]
+
+
+def publish_carried(outbox: Outbox, session: ClientSession | None, records: list[dict]) -> int:
+    """Put carried events into the outbox unless they are there already; returns how many were added."""
+    if not records:
+        return 0
+    ids = [record["id"] for record in records]
+    present = {doc["_id"] for doc in outbox.collection.find({"_id": {"$in": ids}}, {"_id": 1}, session=session)}
+    missing = [Event(**record) for record in records if record["id"] not in present]
+    if missing:
+        outbox.add(session, missing)
+    return len(missing)
+
+
 def sweep_item(organization: dict, flag: dict) -> dict:
     return {"organization_id": organization["_id"], "organization_name": organization["name"],
             **domain.flag_view(flag)}
@@ -360,6 +384,7 @@ def sweep_item(organization: dict, flag: dict) -> dict:
 def ensure_indexes(db: Database) -> None:
     organizations = db[ORGANIZATIONS]
     organizations.create_index("uscc", unique=True, sparse=True)
+    organizations.create_index("name_claim", unique=True, sparse=True)
     organizations.create_index("applicant")
     # Sweep markers (domain.with_markers): only registered organizations carry them.
     for marker in (*domain.MARKERS, "reports_checked_through"):
@@ -410,7 +435,7 @@ class SearchIndex:
                 by_term[run["term"]].append(run["e"])
         return by_term
 
-    # -- writing (one writer at a time: see SearchFollower) ---------------------------------------
+    # -- writing (one writer at a time: see OrganizationFollower) ---------------------------------
     def load_catalog(self) -> None:
         catalog: dict[str, list[RunInfo]] = {}
         for doc in self.catalog_collection.find():
@@ -476,21 +501,24 @@ class SearchIndex:
         run_in_transaction(self.db.client, work, deadline_seconds=60.0)
 
 
-class SearchFollower:
-    """Keeps the search index up to date from the organizations' change stream.
+class OrganizationFollower:
+    """Follows the organizations' change stream: copies the events new organizations carry into the
+    outbox (see the module doc), and keeps the search index up to date.
 
-    The stream delivers committed versions in commit order; the position after each indexed batch is
-    saved, so a restarted follower goes on from there (entries are versioned, so indexing a version twice
-    changes nothing). Without a saved position (a new deployment, or history the server no longer keeps)
-    it indexes every organization first. Worker replicas share the work through a lease: one follows.
+    The stream delivers committed versions in commit order; the position after each batch is saved, so a
+    restarted follower goes on from there (copying is idempotent, and index entries are versioned, so
+    doing a batch twice changes nothing). Without a saved position (a new deployment, or history the
+    server no longer keeps) it goes through every organization first. Worker replicas share the work
+    through a lease: one follows.
     """
 
     LEASE_SECONDS = 10.0
-    BATCH = 2000
+    BATCH = 5000
 
-    def __init__(self, db: Database, region_key: str):
+    def __init__(self, db: Database, region_key: str, service: str = "registry"):
         self.db = db
         self.organizations = db[ORGANIZATIONS]
+        self.outbox = Outbox(db, source_of(service))
         self.index = SearchIndex(db)
         self.meta = self.index.meta
         self.region_key = region_key
@@ -514,13 +542,24 @@ class SearchFollower:
                 changes = self._next_changes()
                 if not changes:
                     break
-                self.index.add([c["fullDocument"] for c in changes if c.get("fullDocument")], self.region_key)
+                self._apply([c["fullDocument"] for c in changes if c.get("fullDocument")])
                 indexed += len(changes)
                 self._save_position(self.stream.resume_token)
             return indexed
         except PyMongoError:
             self.close()  # opened again from the saved position next time
             raise
+
+    def _apply(self, organizations: list[dict]) -> None:
+        carried_events = [record for organization in organizations for record in organization.get(PENDING_EVENTS, [])]
+        for attempt in range(3):
+            try:
+                publish_carried(self.outbox, None, carried_events)
+                break
+            except BulkWriteError:  # a command copied some of them meanwhile: check again
+                if attempt == 2:
+                    raise
+        self.index.add(organizations, self.region_key)
 
     def _next_changes(self) -> list[dict]:
         changes = []
@@ -551,16 +590,16 @@ class SearchFollower:
                                         batch_size=self.BATCH, **kwargs)
 
     def rebuild(self) -> int:
-        """Index every organization as it is now (versions already indexed change nothing)."""
-        fields = {"name_key": 1, "status": 1, "type": 1, "risk": 1, "version": 1, "uscc": 1}
+        """Go through every organization as it is now (what was done already changes nothing)."""
+        fields = {"name_key": 1, "status": 1, "type": 1, "risk": 1, "version": 1, "uscc": 1, PENDING_EVENTS: 1}
         batch, total = [], 0
         for organization in self.organizations.find({}, fields, batch_size=self.BATCH):
             batch.append(organization)
             if len(batch) >= self.BATCH:
-                self.index.add(batch, self.region_key)
+                self._apply(batch)
                 total, batch = total + len(batch), []
         if batch:
-            self.index.add(batch, self.region_key)
+            self._apply(batch)
             total += len(batch)
         return total
 

@@ -16,7 +16,7 @@ PREFIX = "上海市浦东新区"
 def counts(stack) -> dict:
     db = stack.db("registry")
     return {name: db[name].count_documents({}) for name in
-            ("organizations", "outbox", "name_claims", "term_renewals", "annual_reports", "idempotency_keys")}
+            ("organizations", "outbox", "term_renewals", "annual_reports", "idempotency_keys")}
 
 
 def check_problem(response, status):

@@ -239,6 +239,20 @@ def test_rejection_and_deregistration():
     assert not set(domain.MARKERS) & set(ended) and "reports_checked_through" not in ended
 
 
+def test_the_name_is_held_while_submitted_or_registered():
+    organization = submitted()
+    assert organization["name_claim"] == domain.name_key(organization["name"])
+    assert registered()["name_claim"] == organization["name_claim"]
+    assert "name_claim" not in domain.reject(organization, reason="r", now=NOW, actor="li")[0]
+    assert "name_claim" not in domain.deregister(registered(), reason="r", today=date(2026, 3, 2), now=NOW,
+                                                 actor="li")[0]
+
+
+def test_events_carry_the_time_of_the_change():
+    organization, events = domain.submit(application(), applicant="zhang", now=NOW, rules=RULES)
+    assert events[0].time == NOW
+
+
 def test_if_match_version():
     organization = registered()
     domain.check_version(organization, None)

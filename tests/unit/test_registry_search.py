@@ -64,8 +64,8 @@ def test_entries_carry_code_version_and_positions():
     assert search.entry_positions(entries["养老"]) == {7, 9}
     assert not any(term.startswith(search.USCC_TERM) for term in entries)
     with_code = search.organization_entries({**org, "uscc": "513101150000000198"}, REGION)
-    assert {t for t in with_code if t.startswith(search.USCC_TERM)} == {
-        search.USCC_TERM + "513101150000000198"[:k] for k in range(9, 19)}
+    assert {t for t in with_code if t.startswith(search.USCC_TERM)} == {search.USCC_TERM + "51310115000000"}
+    assert search.entry_uscc(with_code[search.ALL]) == "513101150000000198"
 
 
 def test_newest_entry_wins_whatever_the_run_order():
@@ -95,12 +95,15 @@ def test_plans(q, every_name, unigram, pairs):
                                       ("5331012", ()), ("6", ())])
 def test_short_uscc_prefixes_are_the_structural_head(q, types):
     plan = search.plan(q, region_key=REGION, area_code="310115", name_key=domain.name_key)
-    assert plan.uscc_types == types and plan.uscc_term is None
+    assert plan.uscc_types == types and plan.uscc_prefix is None
 
 
-def test_long_uscc_prefixes_are_terms():
-    plan = search.plan("513101150", region_key=REGION, area_code="310115", name_key=domain.name_key)
-    assert plan.uscc_term == search.USCC_TERM + "513101150"
+@pytest.mark.parametrize("q, term", [("513101150", search.ALL), ("5131011500000", search.ALL),
+                                     ("51310115000001", search.USCC_TERM + "51310115000001"),
+                                     ("513101150000012345", search.USCC_TERM + "51310115000001")])
+def test_longer_uscc_prefixes_read_all_or_their_group(q, term):
+    plan = search.plan(q, region_key=REGION, area_code="310115", name_key=domain.name_key)
+    assert plan.uscc_prefix == q and plan.uscc_term == term and term in plan.terms
 
 
 def generated(count: int, seed: int = 7) -> list[dict]:
@@ -109,8 +112,8 @@ def generated(count: int, seed: int = 7) -> list[dict]:
     for i in range(count):
         name = "上海市浦东新区" + rng.choice(PLACES) + rng.choice(WORDS) + rng.choice(WORDS) + rng.choice(FORMS)
         status, org_type = rng.choice(list(search.STATUS_CODES)), rng.choice(list(search.TYPE_CODES))
-        # As the registry issues them: 5, the type's digit, the area code (see search.py on short prefixes).
-        uscc = make_uscc(org_type, "310115", org_body_from_number(rng.randrange(1, 10**8))) \
+        # As the registry issues them: 5, the type's digit, the area code, numbers in sequence.
+        uscc = make_uscc(org_type, "310115", org_body_from_number(1000 + i * 7)) \
             if status in ("registered", "deregistered") else None
         organizations.append(organization(i, name, status=status, org_type=org_type,
                                           risk=rng.choice(list(search.RISK_CODES)), uscc=uscc))
@@ -119,7 +122,7 @@ def generated(count: int, seed: int = 7) -> list[dict]:
 
 QUERIES = ["养", "养老", "老服", "社区养老", "浦东", "浦东新区", "新区浦东", "东新区张", "区张江", "上海市浦东新区张江",
            "江社", "社区社区", "市上", "心", "中心", "服务中心", "ai", "ＡＩ", "5", "51", "5131011", "513101150",
-           "51310115001", "5231011500", "区", "海市", "不存在的词", "新区上海市", "上海上海"]
+           "51310115001", "5231011500", "523101150000", "52310115000011", "531011500000189", "区", "海市", "不存在的词", "新区上海市", "上海上海"]
 
 
 @pytest.mark.parametrize("q", QUERIES)
