@@ -56,8 +56,11 @@ def run_in_transaction(client: MongoClient, work: Callable[[ClientSession], T], 
             if retryable and time.monotonic() < deadline:
                 time.sleep(min(0.2, 0.002 * (2 ** min(attempt, 7))) * random.uniform(0.5, 1.5))
                 continue
-            if isinstance(exc, ConnectionFailure) or retryable:
+            if isinstance(exc, ConnectionFailure):
                 raise Unavailable("the database is not answering; retry with the same Idempotency-Key") from exc
+            if retryable:
+                raise Unavailable("too many concurrent changes to the same records; retry shortly "
+                                  "(with the same Idempotency-Key)") from exc
             raise
 
 
