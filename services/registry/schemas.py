@@ -143,7 +143,7 @@ class PublicOrganizationSchema(Schema):
     domain = fields.Str()
     status = fields.Str()
     registered_at = fields.DateTime()
-    deregistered_at = fields.DateTime(allow_none=True)
+    deregistered_at = fields.DateTime(allow_none=True, dump_default=None)
     term = fields.Nested(TermSchema)
     risk = fields.Str()
     flags = fields.Method("_active_flags", metadata={"type": "array", "items": {"type": "object"},

@@ -383,6 +383,11 @@ def sweep_item(organization: dict, flag: dict) -> dict:
 
 def ensure_indexes(db: Database) -> None:
     organizations = db[ORGANIZATIONS]
+    # The code counter exists before any approval: concurrent first upserts of it misbehave on SecantusDB.
+    try:
+        db["counters"].update_one({"_id": "organization_code"}, {"$setOnInsert": {"n": 0}}, upsert=True)
+    except DuplicateKeyError:
+        pass  # another process created it at the same moment
     organizations.create_index("uscc", unique=True, sparse=True)
     organizations.create_index("name_claim", unique=True, sparse=True)
     organizations.create_index("applicant")
@@ -392,7 +397,8 @@ def ensure_indexes(db: Database) -> None:
     db[RENEWALS].create_index([("organization_id", ASCENDING), ("status", ASCENDING)])
     db[REPORTS].create_index("organization_id")
     db[SWEEPS].create_index("idempotency", unique=True, sparse=True)
-    db[SearchIndex.RUNS].create_index("term")
+    db[SearchIndex.RUNS].create_index("term", sparse=True)  # term runs
+    db[SearchIndex.RUNS].create_index("terms", sparse=True)  # batch runs
 
 
 # -- the search index ----------------------------------------------------------------------------------
@@ -406,47 +412,85 @@ class RunInfo:
 
 
 class SearchIndex:
-    """Postings in runs: `{_id, term, level, group, e: {organization id: entry}}`.
+    """Postings (search.py) in runs, written by one writer at a time, read by every request.
 
-    Indexing a batch of changes inserts one small run per term (inserts are cheap; rewriting a large
-    document is not). When a term has FANOUT groups of runs at one level they are merged into one group at
-    the next (newest entry per organization kept), split into documents of at most CHUNK entries, in one
-    transaction. A query reads all runs of its terms in one indexed `find`.
+    Two kinds of run in one collection:
+    - a *term run* `{_id, term, level, group, size, e: {organization id: entry}}` holds one term's
+      postings; a query finds its terms' runs through the index on `term`;
+    - a *batch run* `{_id, level: 0, terms: [...], size, p: [[term, {organization id: entry}], ...]}`
+      holds every term of a small batch (a trickle of changes indexed as it comes), found through the
+      multikey index on `terms`: one insert per batch instead of one per term.
+    Batch runs are split into term runs once there are BATCH_RUNS of them or ENTRIES entries in them, and
+    when a term has FANOUT groups of runs at one level they are merged into one group at the next level
+    (newest entry per organization kept; documents of at most CHUNK entries). Inserting documents is cheap
+    on SecantusDB and rewriting a large one is not, so runs are only ever inserted and deleted, each swap in
+    one transaction, so a reader sees every entry once or twice, never not at all.
     """
 
     RUNS = "search_runs"
-    CATALOG = "search_catalog"  # {_id: run id, term, level, group, size}: what the writer merges
     META = "search_meta"  # the change-stream position and the writer's lease
+    SMALL_BATCH = 500  # organizations: a batch this small becomes one batch run
+    BATCH_RUNS = 16
+    ENTRIES = 20_000
     FANOUT = 8
     CHUNK = 20_000
 
     def __init__(self, db: Database):
         self.db = db
         self.runs_collection = db[self.RUNS]
-        self.catalog_collection = db[self.CATALOG]
         self.meta = db[self.META]
-        self.catalog: dict[str, list[RunInfo]] | None = None
+        self.catalog: dict[str, list[RunInfo]] | None = None  # the writer's view of the term runs
+        self.batch_runs: list[RunInfo] = []
 
     # -- reading ----------------------------------------------------------------------------------
     def runs(self, terms: list[str]) -> dict[str, list[dict[str, str]]]:
+        """Every run of these terms: term -> [{organization id: entry}, ...]. Two indexed finds (SecantusDB
+        plans an `$or` as a full scan)."""
         by_term: dict[str, list[dict[str, str]]] = {term: [] for term in terms}
-        if terms:
-            for run in self.runs_collection.find({"term": {"$in": terms}}):
-                by_term[run["term"]].append(run["e"])
+        if not terms:
+            return by_term
+        # No projections: SecantusDB applies them in Python, which costs more than sending the fields.
+        for run in self.runs_collection.find({"term": {"$in": terms}}):
+            by_term[run["term"]].append(run["e"])
+        for run in self.runs_collection.find({"terms": {"$in": terms}}):
+            for term, entries in run["p"]:
+                if term in by_term:
+                    by_term[term].append(entries)
         return by_term
 
-    # -- writing (one writer at a time: see OrganizationFollower) ---------------------------------
+    # -- writing ----------------------------------------------------------------------------------
     def load_catalog(self) -> None:
         catalog: dict[str, list[RunInfo]] = {}
-        for doc in self.catalog_collection.find():
-            catalog.setdefault(doc["term"], []).append(
-                RunInfo(doc["_id"], doc["term"], doc["level"], doc["group"], doc["size"]))
-        self.catalog = catalog
+        batch_runs = []
+        for doc in self.runs_collection.find({}, {"term": 1, "level": 1, "group": 1, "size": 1}):
+            if "term" in doc:
+                catalog.setdefault(doc["term"], []).append(
+                    RunInfo(doc["_id"], doc["term"], doc["level"], doc["group"], doc["size"]))
+            else:
+                batch_runs.append(RunInfo(doc["_id"], "", 0, doc["_id"], doc["size"]))
+        self.catalog, self.batch_runs = catalog, batch_runs
 
     def add(self, organizations: list[dict], region_key: str) -> int:
         """Index a batch of organization versions; returns the number of entries written."""
         if self.catalog is None:
             self.load_catalog()
+        postings = self._postings(organizations, region_key)
+        if not postings:
+            return 0
+        entries = sum(len(e) for e in postings.values())
+        if len(organizations) <= self.SMALL_BATCH:
+            run_id = uuid.uuid4().hex
+            self._swap([], [{"_id": run_id, "level": 0, "terms": list(postings), "size": entries,
+                             "p": [[term, e] for term, e in postings.items()]}])
+            self.batch_runs.append(RunInfo(run_id, "", 0, run_id, entries))
+            if len(self.batch_runs) >= self.BATCH_RUNS or sum(r.size for r in self.batch_runs) >= self.ENTRIES:
+                self._split_batch_runs()
+        else:
+            self._add_term_runs(postings, [])
+        return entries
+
+    @staticmethod
+    def _postings(organizations: list[dict], region_key: str) -> dict[str, dict[str, str]]:
         postings: dict[str, dict[str, str]] = {}
         for organization in organizations:
             for term, value in search.organization_entries(organization, region_key).items():
@@ -454,22 +498,29 @@ class SearchIndex:
                 current = bucket.get(organization["_id"])
                 if current is None or search.newer(value, current):
                     bucket[organization["_id"]] = value
-        if not postings:
-            return 0
+        return postings
+
+    def _split_batch_runs(self) -> None:
+        ids = [run.run_id for run in self.batch_runs]
+        postings: dict[str, list[dict[str, str]]] = {}
+        for run in self.runs_collection.find({"_id": {"$in": ids}}):
+            for term, entries in run["p"]:
+                postings.setdefault(term, []).append(entries)
+        self._add_term_runs({term: search.merge_entries(runs) for term, runs in postings.items()}, ids)
+        self.batch_runs = []
+
+    def _add_term_runs(self, postings: dict[str, dict[str, str]], replacing: list[str]) -> None:
         group = uuid.uuid4().hex
-        infos = [RunInfo(f"{group}:{n}", term, 0, group, len(entries))
-                 for n, (term, entries) in enumerate(postings.items())]
-        runs = [{"_id": info.run_id, "term": info.term, "level": 0, "group": group, "e": postings[info.term]}
-                for info in infos]
-        self._replace([], runs, infos)
+        infos = [RunInfo(f"{group}:{n}", term, 1, group, len(entries)) for n, (term, entries) in enumerate(postings.items())]
+        self._swap(replacing, [{"_id": i.run_id, "term": i.term, "level": 1, "group": group, "size": i.size,
+                                "e": postings[i.term]} for i in infos])
         for info in infos:
             self.catalog.setdefault(info.term, []).append(info)
         for term in postings:
             self._compact(term)
-        return sum(len(entries) for entries in postings.values())
 
     def _compact(self, term: str) -> None:
-        level = 0
+        level = 1
         while True:
             at_level = [info for info in self.catalog.get(term, []) if info.level == level]
             if len({info.group for info in at_level}) < self.FANOUT:
@@ -480,23 +531,19 @@ class SearchIndex:
             ordered = sorted(merged.items())
             chunks = [dict(ordered[i:i + self.CHUNK]) for i in range(0, len(ordered), self.CHUNK)]
             infos = [RunInfo(f"{group}:{n}", term, level + 1, group, len(chunk)) for n, chunk in enumerate(chunks)]
-            runs = [{"_id": info.run_id, "term": term, "level": level + 1, "group": group, "e": chunk}
-                    for info, chunk in zip(infos, chunks)]
-            self._replace(ids, runs, infos)
-            self.catalog[term] = [info for info in self.catalog[term] if info.run_id not in set(ids)] + infos
+            self._swap(ids, [{"_id": i.run_id, "term": term, "level": i.level, "group": group, "size": i.size,
+                              "e": chunk} for i, chunk in zip(infos, chunks)])
+            gone = set(ids)
+            self.catalog[term] = [info for info in self.catalog[term] if info.run_id not in gone] + infos
             level += 1
 
-    def _replace(self, old_ids: list[str], runs: list[dict], infos: list[RunInfo]) -> None:
-        """Swap runs in one transaction, so a reader sees every entry once or twice, never not at all."""
+    def _swap(self, old_ids: list[str], runs: list[dict]) -> None:
+        """Insert runs and delete others in one transaction."""
         def work(session):
             if runs:
                 self.runs_collection.insert_many(runs, ordered=False, session=session)
-                self.catalog_collection.insert_many(
-                    [{"_id": i.run_id, "term": i.term, "level": i.level, "group": i.group, "size": i.size}
-                     for i in infos], ordered=False, session=session)
             if old_ids:
                 self.runs_collection.delete_many({"_id": {"$in": old_ids}}, session=session)
-                self.catalog_collection.delete_many({"_id": {"$in": old_ids}}, session=session)
 
         run_in_transaction(self.db.client, work, deadline_seconds=60.0)
 

@@ -148,34 +148,35 @@ def test_the_follower_resumes_and_rebuilds(search_stack):
 
     stack.stop_workers()
     db = stack.db("registry")
-    for name in (SearchIndex.RUNS, SearchIndex.CATALOG, SearchIndex.META):
+    for name in (SearchIndex.RUNS, SearchIndex.META):
         db[name].delete_many({})  # a lost index: no runs, no position
     stack.start_workers("registry")
     wait_until(lambda: indexed(stack, organizations + later), timeout=30, message="rebuilt")
     assert [i["id"] for i in find(stack, q="养老")["items"]] == expected(organizations + later, "养老")
 
 
-def test_runs_are_merged_as_they_accumulate(stack):
-    """Many small batches of changes end up in few runs, and the answers stay the same."""
+def test_runs_are_split_and_merged_as_they_accumulate(stack):
+    """A trickle of one-organization batches ends up in few runs, and the answers stay the same."""
     index = SearchIndex(stack.db("registry"))
     region = domain.name_key("上海市浦东新区")
     documents = []
-    for i in range(SearchIndex.FANOUT * 2 + 1):
+    batches = SearchIndex.BATCH_RUNS * SearchIndex.FANOUT + 3
+    for i in range(batches):
         document = {"_id": f"org_{i:04d}", "name_key": domain.name_key(f"上海市浦东新区第{i}养老服务中心"),
                     "status": "submitted", "type": "social_service_agency", "risk": "none", "version": 1}
         documents.append(document)
         index.add([document], region)
     index.add([{**documents[0], "status": "registered", "version": 2, "uscc": "523101150000000198"}], region)
-    catalog = list(stack.db("registry")[SearchIndex.CATALOG].find({"term": "#all"}))
-    assert len(catalog) < SearchIndex.FANOUT + 2 and {c["level"] for c in catalog} >= {0, 1}
-    merged = [run for run in index.runs(["#all"])["#all"]]
-    entries = {}
-    for run in merged:
-        for org_id, value in run.items():
-            entries.setdefault(org_id, []).append(value)
-    assert len(entries) == len(documents)
-    newest = {org_id: max(values, key=lambda v: v[3:9]) for org_id, values in entries.items()}
-    assert newest["org_0000"].startswith("ran000002")  # registered, social_service_agency, no risk
+
+    runs = stack.db("registry")[SearchIndex.RUNS]
+    levels = sorted(run["level"] for run in runs.find({"term": "#all"}, {"level": 1}))
+    assert levels == [2] + [1] * (len(levels) - 1) and len(levels) < SearchIndex.FANOUT
+    assert runs.count_documents({"terms": "#all"}) < SearchIndex.BATCH_RUNS
+    entries = search.merge_entries(index.runs(["#all"])["#all"])
+    assert set(entries) == {d["_id"] for d in documents}
+    assert entries["org_0000"] == "ran000002/523101150000000198"  # registered, social_service_agency, no risk
+    pairs = search.merge_entries(index.runs(["养老"])["养老"])
+    assert len(pairs) == batches and search.entry_positions(pairs["org_0001"]) == {9}
 
 
 def test_search_arguments(search_stack):
