@@ -90,8 +90,10 @@ def requires(*roles: str):
             g.principal = principal
             return view(*args, **kwargs)
 
-        # Document the operation as bearer-protected in the generated OpenAPI.
-        return Blueprint.doc(security=BEARER_SECURITY)(wrapper)
+        # Document the operation as bearer-protected in the generated OpenAPI, with the two answers it may give
+        # before the view runs.
+        return Blueprint.doc(security=BEARER_SECURITY,
+                             responses={"401": "UNAUTHORIZED", "403": "FORBIDDEN"})(wrapper)
 
     return decorate
 

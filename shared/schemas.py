@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from marshmallow import Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, validate
 
 MAX_PER_PAGE = 100
 
@@ -35,11 +35,18 @@ def skip_of(args: dict) -> int:
 
 
 class ProblemSchema(Schema):
-    type = fields.Str()
-    title = fields.Str()
-    status = fields.Int()
-    detail = fields.Str()
-    errors = fields.Dict(keys=fields.Str(), values=fields.List(fields.Str()))
+    """RFC 9457 problem details, as every error answers (extension members such as `request_id` may follow)."""
+
+    class Meta:
+        unknown = INCLUDE  # documented as open: extension members are allowed
+
+    type = fields.Str(required=True)
+    title = fields.Str(required=True)
+    status = fields.Int(required=True)
+    detail = fields.Str(required=True)
+    errors = fields.Dict(keys=fields.Str(), values=fields.List(fields.Str()),
+                         metadata={"description": "validation failures: {field: [messages]}"})
+
 
 
 class IsoDate(fields.Date):

@@ -7,6 +7,7 @@ error, request ids and JSON logs, security headers, `/healthz`, `/readyz` and `/
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 import socket
@@ -17,6 +18,7 @@ from typing import Any, Callable, Iterable
 
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
@@ -29,6 +31,7 @@ from shared.events import source_of
 from shared.metrics import Registry
 from shared.mongo import connect
 from shared.outbox import Outbox
+from shared.schemas import ProblemSchema
 from shared.settings import Settings
 from shared.unit_of_work import IdempotencyKey, UnitOfWork
 
@@ -61,7 +64,20 @@ def store():
 
 
 class ProblemApi(Api):
-    """flask-smorest's Api with every error answered as application/problem+json."""
+    """flask-smorest's Api with every error answered, and documented, as application/problem+json."""
+
+    def _register_responses(self):
+        """The error responses the OpenAPI document references (`default`, 422, and the 401/403 of `requires`)
+        describe what the handlers below really send, so clients and schema checks can rely on them."""
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = ProblemSchema
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "An error, as RFC 9457 problem details", "schema": ProblemSchema}
+        prepare_response(response, self.spec, PROBLEM_JSON)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
 
     def _register_error_handlers(self):
         self._app.register_error_handler(Problem, problem_response)
