@@ -7,10 +7,13 @@ from functools import lru_cache
 from marshmallow import INCLUDE, Schema, fields, validate
 
 MAX_PER_PAGE = 100
+# Far beyond any list here, and it keeps (page - 1) x per_page a small integer: a page number past 2^63 / 100
+# would otherwise reach MongoDB as a skip it cannot encode (a 500 instead of a 422).
+MAX_PAGE = 1_000_000
 
 
 class PageArgs(Schema):
-    page = fields.Int(load_default=1, validate=validate.Range(min=1))
+    page = fields.Int(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     per_page = fields.Int(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))
 
 
@@ -46,7 +49,6 @@ class ProblemSchema(Schema):
     detail = fields.Str(required=True)
     errors = fields.Dict(keys=fields.Str(), values=fields.List(fields.Str()),
                          metadata={"description": "validation failures: {field: [messages]}"})
-
 
 
 class IsoDate(fields.Date):
