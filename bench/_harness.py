@@ -32,7 +32,9 @@ class BenchStack:
                       kafka_bootstrap_servers=f"127.0.0.1:{self.broker_port}",
                       jwt_secret="bench-secret-0123456789abcdef0123456789", log_level="WARNING",
                       registry_port=self.ports["registry"], evaluation_port=self.ports["evaluation"],
-                      fund_port=self.ports["fund"])
+                      fund_port=self.ports["fund"],
+                      # Benchmarks drive the services far beyond one client's per-minute budget on purpose.
+                      rate_limit_per_minute=10_000_000)
         values.update(overrides)
         self.settings = Settings.from_env({}, **values)
         self.processes: list[infra.ManagedProcess] = []

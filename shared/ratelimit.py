@@ -3,15 +3,21 @@
 `@rate_limited("applications")` on a view answers 429 problem+json with `Retry-After` once a client
 (the token's sub, else the remote address) has made `SOCORG_RATE_LIMIT_PER_MINUTE` such requests in
 the current minute. Counters expire by themselves (TTL index).
+
+A process without a database (the portal) counts in memory instead (`MemoryRateLimiter`), passed with
+`@rate_limited(bucket, limiter_of=...)`.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from flask import g, request
+from flask_smorest import Blueprint
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
@@ -39,26 +45,62 @@ class RateLimiter:
             upsert=True, return_document=ReturnDocument.AFTER,
         )
         if counter["n"] > self.limit:
-            retry_after = max(1, int(window_start + self.window - now) + 1)
-            raise TooManyRequests(f"at most {self.limit} {bucket} requests a minute per client; "
-                                  f"retry in {retry_after} s", retry_after=retry_after)
+            raise _refusal(bucket, self.limit, window_start + self.window, now)
 
 
-def rate_limited(bucket: str):
-    """Decorator for a view, placed under `@requires` so the client is the authenticated caller."""
+class MemoryRateLimiter:
+    """The same fixed-window count, kept in this process only: for a process that has no database.
+    Behind N such processes a client gets at most N times the limit."""
+
+    def __init__(self, limit_per_window: int, window_seconds: int = WINDOW_SECONDS):
+        self.limit = limit_per_window
+        self.window = window_seconds
+        self._counts: dict[tuple[str, str], int] = {}
+        self._window_start: int | None = None
+        self._lock = threading.Lock()
+
+    def hit(self, bucket: str, client: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        window_start = int(now // self.window) * self.window
+        with self._lock:
+            if window_start != self._window_start:  # a new minute: forget the last one's counts
+                self._counts.clear()
+                self._window_start = window_start
+            count = self._counts[(bucket, client)] = self._counts.get((bucket, client), 0) + 1
+        if count > self.limit:
+            raise _refusal(bucket, self.limit, window_start + self.window, now)
+
+
+def _refusal(bucket: str, limit: int, window_end: float, now: float) -> TooManyRequests:
+    retry_after = max(1, int(window_end - now) + 1)
+    return TooManyRequests(f"at most {limit} {bucket} requests a minute per client; retry in {retry_after} s",
+                           retry_after=retry_after)
+
+
+def rate_limited(bucket: str, *, limiter_of: Callable[[], "RateLimiter | MemoryRateLimiter"] | None = None):
+    """Decorator for a view, placed under `@requires` so the client is the authenticated caller.
+
+    The limiter is the service's MongoDB one unless `limiter_of()` names another.
+    """
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            from shared.web import context
-
             client = g.principal.sub if "principal" in g else (request.remote_addr or "unknown")
-            ctx = context()
-            limiter = ctx.extras.get("rate_limiter")
-            if limiter is None:
-                limiter = ctx.extras["rate_limiter"] = RateLimiter(ctx.db, ctx.settings.rate_limit_per_minute)
+            limiter = limiter_of() if limiter_of is not None else _service_limiter()
             limiter.hit(bucket, client)
             return view(*args, **kwargs)
 
-        return wrapper
+        # Document the 429 in the generated OpenAPI (a no-op for plain Flask views).
+        return Blueprint.doc(responses={"429": "TOO_MANY_REQUESTS"})(wrapper)
 
     return decorate
+
+
+def _service_limiter() -> RateLimiter:
+    from shared.web import context
+
+    ctx = context()
+    limiter = ctx.extras.get("rate_limiter")
+    if limiter is None:
+        limiter = ctx.extras["rate_limiter"] = RateLimiter(ctx.db, ctx.settings.rate_limit_per_minute)
+    return limiter

@@ -20,6 +20,8 @@ from services.portal.labels import SERVICES, TERMS
 from services.portal.pages import applicant, auth, officer, reviewer
 from services.portal.web import ROLE_HOME, check_csrf, csrf_token, current_user, label_of, settings as portal_settings
 from shared import logs
+from shared.errors import TooManyRequests
+from shared.ratelimit import MemoryRateLimiter
 from shared.settings import Settings, SettingsError
 
 log = logging.getLogger("socorg.portal")
@@ -66,7 +68,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         BABEL_DEFAULT_LOCALE=i18n.DEFAULT_LOCALE,
         BABEL_TRANSLATION_DIRECTORIES=str(i18n.compile_catalogs()),
     )
-    app.extensions["portal"] = {"settings": settings}
+    # The portal has no database, so sign-in attempts are counted per process (see shared/ratelimit.py).
+    app.extensions["portal"] = {"settings": settings,
+                                "sign_in_limiter": MemoryRateLimiter(settings.rate_limit_per_minute)}
     Babel(app, locale_selector=select_locale)
     for blueprint in (auth.blp, applicant.blp, reviewer.blp, officer.blp):
         app.register_blueprint(blueprint)
@@ -138,6 +142,11 @@ def _install_error_pages(app: Flask) -> None:
             return redirect(url_for("auth.signin", next=request.full_path.rstrip("?"), expired=1))
         status = error.status if 400 <= error.status < 500 else 502
         return render_template("error.html", status=error.status, detail=error.detail, service=error.service), status
+
+    @app.errorhandler(TooManyRequests)
+    def too_many_requests(error: TooManyRequests):
+        retry_after = error.headers["Retry-After"]
+        return render_template("error.html", status=429, retry_after=retry_after), 429, {"Retry-After": retry_after}
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

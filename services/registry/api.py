@@ -14,6 +14,7 @@ from services.registry.schemas import (ApplicationSchema, FlagRequestSchema, Fla
 from services.registry.domain import PUBLIC_STATUSES
 from shared.auth import current_principal, requires
 from shared.errors import NotFound, PreconditionFailed
+from shared.ratelimit import rate_limited
 from shared.schemas import PageArgs, page_of, page_response
 from shared.web import idempotency_key, store
 
@@ -61,10 +62,11 @@ def filters_of(args: dict, *, statuses=None) -> search.Filters:
 @blp.route("")
 class Organizations(MethodView):
     @requires("applicant")
+    @rate_limited("applications")
     @blp.arguments(ApplicationSchema)
     @blp.response(201, OrganizationSchema)
     def post(self, application):
-        """Apply online for registration"""
+        """Apply online for registration (rate-limited per applicant: 429 with Retry-After)"""
         return store().submit(application, applicant=current_principal().sub,
                               idempotency=idempotency_key(application))
 

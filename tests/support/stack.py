@@ -91,6 +91,8 @@ class Stack:
             topic_partitions=3,
             consumer_backoff_seconds=0.05,
             log_level="WARNING",
+            # Tests file many applications as one applicant; the limit's own tests (tests/security/) set it low.
+            rate_limit_per_minute=100_000,
         )
         values.update(overrides)
         self.settings = Settings.from_env({}, **values)

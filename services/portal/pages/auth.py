@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 
 from services.portal.i18n import LOCALES, N_
 from services.portal.web import ROLE_HOME, User, current_user, render_form, safe_next, settings, sign_in
 from shared.auth import ROLES, issue_token
+from shared.ratelimit import rate_limited
 
 blp = Blueprint("auth", __name__)
 LABELS = {"role": N_("Role"), "sub": N_("Your name or staff id"), "org": N_("Organization id (optional)")}
@@ -31,6 +32,7 @@ def signin():
 
 
 @blp.post("/signin")
+@rate_limited("sign-in", limiter_of=lambda: current_app.extensions["portal"]["sign_in_limiter"])
 def signin_submit():
     if settings().auth_mode != "dev":
         abort(404)
