@@ -68,6 +68,15 @@ class KafkaLink:
                 pass
         return created
 
+    def topic_id(self, topic: str) -> str | None:
+        """The broker's id of the topic as it exists now (a re-created topic gets a new one; Kafka 2.8+),
+        or None when the topic is missing or the broker gives no id."""
+        for description in self.admin().describe_topics([topic]):
+            topic_id = str(description.get("topic_id") or "")
+            if description.get("error_code") == 0 and topic_id.strip("0-"):
+                return topic_id
+        return None
+
     def consumer(self, group_id: str, topics: list[str], **overrides) -> KafkaConsumer:
         options = dict(
             bootstrap_servers=self.bootstrap_servers,

@@ -29,6 +29,7 @@ log = logging.getLogger("socorg.outbox")
 
 OUTBOX = "outbox"
 LEASES = "relay_leases"
+TOPICS_PUBLISHED = "relay_topics"  # {_id: topic, topic_id}: the topic incarnation the relay publishes to
 
 
 class Outbox:
@@ -104,6 +105,7 @@ class Relay:
                  batch_size: int = 500, lease_seconds: float = 10.0, topic_check_seconds: float = 2.0):
         self.outbox = outbox
         self.leases = db[LEASES]
+        self.topics_published = db[TOPICS_PUBLISHED]
         self.kafka = kafka  # shared.kafka.KafkaLink
         self.topic = topic
         self.poll_seconds = poll_seconds
@@ -113,6 +115,7 @@ class Relay:
         self.owner = f"relay-{uuid.uuid4()}"
         self._lease_until = 0.0
         self._next_topic_check = 0.0
+        self._topic_id: str | None = None  # the topic incarnation last seen (kept in `relay_topics` too)
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.1
@@ -158,11 +161,25 @@ class Relay:
             return
         self._next_topic_check = now + self.topic_check_seconds
         created = self.kafka.ensure_topics([self.topic])
-        if created:
-            # A broker without our topic has lost what we had published: publish everything again.
+        replaced = self._topic_replaced(self.kafka.topic_id(self.topic))
+        if created or replaced:
+            # A broker without our topic has lost what we had published: publish everything again. The topic
+            # may also have been re-created by a consumer of it before we looked: its id tells.
             replayed = self.outbox.mark_all_for_replay()
             if replayed:
-                log.warning("topic %s was missing on the broker; replaying %d events", self.topic, replayed)
+                log.warning("topic %s was %s on the broker; replaying %d events", self.topic,
+                            "missing" if created else "re-created", replayed)
+
+    def _topic_replaced(self, topic_id: str | None) -> bool:
+        """True when the topic now on the broker is not the one this service published to before (its id
+        changed); remembers the current one. Unknown ids (an old broker) never count as a change."""
+        if topic_id is None or topic_id == self._topic_id:
+            return False
+        known = self.topics_published.find_one({"_id": self.topic})
+        if known is None or known.get("topic_id") != topic_id:
+            self.topics_published.update_one({"_id": self.topic}, {"$set": {"topic_id": topic_id}}, upsert=True)
+        self._topic_id = topic_id
+        return known is not None and known.get("topic_id") != topic_id
 
     def _hold_lease(self) -> bool:
         now = time.time()
