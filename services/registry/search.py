@@ -98,15 +98,17 @@ def organization_entries(organization: dict, region_key: str) -> dict[str, str]:
 
 
 def merge_entries(runs: list[dict[str, str]]) -> dict[str, str]:
-    """One term's runs merged into organization id -> newest entry."""
+    """One term's runs merged into organization id -> newest entry (this loop is most of a search's
+    time, so it compares the version digits in place)."""
     if not runs:
         return {}
     runs = sorted(runs, key=len, reverse=True)
     merged = dict(runs[0])
+    get = merged.get
     for run in runs[1:]:
         for org_id, value in run.items():
-            current = merged.get(org_id)
-            if current is None or newer(value, current):
+            current = get(org_id)
+            if current is None or current[3:9] < value[3:9]:
                 merged[org_id] = value
     return merged
 
@@ -219,6 +221,8 @@ def answer(plan_: Plan, runs_by_term: dict[str, list[dict[str, str]]], filters: 
 
 def _aligned(plan_: Plan, merged: dict[str, dict[str, str]]) -> dict[str, str]:
     """Organizations in which all of q's pairs occur in a row."""
+    if len(plan_.bigrams) == 1:  # two characters: the pair's entries are the answer
+        return merged.get(plan_.bigrams[0][0], {})
     narrowing = sorted(plan_.narrowing, key=lambda pair: len(merged.get(pair, {})))
     candidates = set(merged.get(narrowing[0], {}))
     for pair in narrowing[1:]:

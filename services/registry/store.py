@@ -415,11 +415,13 @@ class SearchIndex:
     """Postings (search.py) in runs, written by one writer at a time, read by every request.
 
     Two kinds of run in one collection:
-    - a *term run* `{_id, term, level, group, size, e: {organization id: entry}}` holds one term's
-      postings; a query finds its terms' runs through the index on `term`;
-    - a *batch run* `{_id, level: 0, terms: [...], size, p: [[term, {organization id: entry}], ...]}`
-      holds every term of a small batch (a trickle of changes indexed as it comes), found through the
-      multikey index on `terms`: one insert per batch instead of one per term.
+    - a *term run* `{_id, term, level, group, size, ids, entries}` holds one term's postings; a query
+      finds its terms' runs through the index on `term`;
+    - a *batch run* `{_id, level: 0, terms: [...], size, p: [[term, ids, entries], ...]}` holds every term
+      of a small batch (a trickle of changes indexed as it comes), found through the multikey index on
+      `terms`: one insert per batch instead of one per term.
+    `ids` and `entries` are space-separated strings (neither ids nor entries contain spaces): a driver
+    decodes two strings much faster than a document with thousands of fields, and splitting them is C.
     Batch runs are split into term runs once there are BATCH_RUNS of them or ENTRIES entries in them, and
     when a term has FANOUT groups of runs at one level they are merged into one group at the next level
     (newest entry per organization kept; documents of at most CHUNK entries). Inserting documents is cheap
@@ -451,11 +453,11 @@ class SearchIndex:
             return by_term
         # No projections: SecantusDB applies them in Python, which costs more than sending the fields.
         for run in self.runs_collection.find({"term": {"$in": terms}}):
-            by_term[run["term"]].append(run["e"])
+            by_term[run["term"]].append(unpacked(run["ids"], run["entries"]))
         for run in self.runs_collection.find({"terms": {"$in": terms}}):
-            for term, entries in run["p"]:
+            for term, ids, entries in run["p"]:
                 if term in by_term:
-                    by_term[term].append(entries)
+                    by_term[term].append(unpacked(ids, entries))
         return by_term
 
     # -- writing ----------------------------------------------------------------------------------
@@ -481,7 +483,7 @@ class SearchIndex:
         if len(organizations) <= self.SMALL_BATCH:
             run_id = uuid.uuid4().hex
             self._swap([], [{"_id": run_id, "level": 0, "terms": list(postings), "size": entries,
-                             "p": [[term, e] for term, e in postings.items()]}])
+                             "p": [[term, *packed(e)] for term, e in postings.items()]}])
             self.batch_runs.append(RunInfo(run_id, "", 0, run_id, entries))
             if len(self.batch_runs) >= self.BATCH_RUNS or sum(r.size for r in self.batch_runs) >= self.ENTRIES:
                 self._split_batch_runs()
@@ -504,16 +506,15 @@ class SearchIndex:
         ids = [run.run_id for run in self.batch_runs]
         postings: dict[str, list[dict[str, str]]] = {}
         for run in self.runs_collection.find({"_id": {"$in": ids}}):
-            for term, entries in run["p"]:
-                postings.setdefault(term, []).append(entries)
+            for term, run_ids, entries in run["p"]:
+                postings.setdefault(term, []).append(unpacked(run_ids, entries))
         self._add_term_runs({term: search.merge_entries(runs) for term, runs in postings.items()}, ids)
         self.batch_runs = []
 
     def _add_term_runs(self, postings: dict[str, dict[str, str]], replacing: list[str]) -> None:
         group = uuid.uuid4().hex
         infos = [RunInfo(f"{group}:{n}", term, 1, group, len(entries)) for n, (term, entries) in enumerate(postings.items())]
-        self._swap(replacing, [{"_id": i.run_id, "term": i.term, "level": 1, "group": group, "size": i.size,
-                                "e": postings[i.term]} for i in infos])
+        self._swap(replacing, [term_run(i, postings[i.term]) for i in infos])
         for info in infos:
             self.catalog.setdefault(info.term, []).append(info)
         for term in postings:
@@ -526,13 +527,13 @@ class SearchIndex:
             if len({info.group for info in at_level}) < self.FANOUT:
                 return
             ids = [info.run_id for info in at_level]
-            merged = search.merge_entries([run["e"] for run in self.runs_collection.find({"_id": {"$in": ids}})])
+            merged = search.merge_entries([unpacked(run["ids"], run["entries"])
+                                           for run in self.runs_collection.find({"_id": {"$in": ids}})])
             group = uuid.uuid4().hex
             ordered = sorted(merged.items())
             chunks = [dict(ordered[i:i + self.CHUNK]) for i in range(0, len(ordered), self.CHUNK)]
             infos = [RunInfo(f"{group}:{n}", term, level + 1, group, len(chunk)) for n, chunk in enumerate(chunks)]
-            self._swap(ids, [{"_id": i.run_id, "term": term, "level": i.level, "group": group, "size": i.size,
-                              "e": chunk} for i, chunk in zip(infos, chunks)])
+            self._swap(ids, [term_run(i, chunk) for i, chunk in zip(infos, chunks)])
             gone = set(ids)
             self.catalog[term] = [info for info in self.catalog[term] if info.run_id not in gone] + infos
             level += 1
@@ -546,6 +547,19 @@ class SearchIndex:
                 self.runs_collection.delete_many({"_id": {"$in": old_ids}}, session=session)
 
         run_in_transaction(self.db.client, work, deadline_seconds=60.0)
+
+
+def term_run(info: RunInfo, entries: dict[str, str]) -> dict:
+    return {"_id": info.run_id, "term": info.term, "level": info.level, "group": info.group, "size": info.size,
+            **dict(zip(("ids", "entries"), packed(entries)))}
+
+
+def packed(entries: dict[str, str]) -> tuple[str, str]:
+    return " ".join(entries), " ".join(entries.values())
+
+
+def unpacked(ids: str, entries: str) -> dict[str, str]:
+    return dict(zip(ids.split(" "), entries.split(" "))) if ids else {}
 
 
 class OrganizationFollower:
