@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 
-from marshmallow import INCLUDE, Schema, fields, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 MAX_PER_PAGE = 100
+# The most money any request may name: 10^15 fen (10 trillion yuan), far beyond a district's budgets and well
+# inside the 8-byte integers MongoDB stores (a larger number would fail to store: a 500 instead of a 422).
+MAX_FEN = 10**15
 # Far beyond any list here, and it keeps (page - 1) x per_page a small integer: a page number past 2^63 / 100
 # would otherwise reach MongoDB as a skip it cannot encode (a 500 instead of a 422).
 MAX_PAGE = 1_000_000
@@ -51,8 +55,19 @@ class ProblemSchema(Schema):
                          metadata={"description": "validation failures: {field: [messages]}"})
 
 
+# Dates a request may carry. Terms, windows and deadlines are computed from them; near year 1 or 9999 that
+# arithmetic would leave what a date can hold (a 500 instead of a 422).
+EARLIEST_DATE, LATEST_DATE = date(1900, 1, 1), date(2999, 12, 31)
+
+
 class IsoDate(fields.Date):
-    """A calendar date stored as its ISO 8601 string (BSON has no date-only type)."""
+    """A calendar date stored as its ISO 8601 string (BSON has no date-only type); accepted within 1900..2999."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        day = super()._deserialize(value, attr, data, **kwargs)
+        if not EARLIEST_DATE <= day <= LATEST_DATE:
+            raise ValidationError(f"must be a date from {EARLIEST_DATE} to {LATEST_DATE}")
+        return day
 
     def _serialize(self, value, attr, obj, **kwargs):
         if isinstance(value, str):
