@@ -10,10 +10,12 @@ from marshmallow import Schema, fields, validate
 
 from services.registry.domain import (COUNCIL_ROLES, ORGANIZATION_TYPES, PUBLIC_STATUSES, RISK_LEVELS, RISK_LISTS,
                                       STATUSES)
-from shared.schemas import IsoDate, PageArgs
+from shared.schemas import MAX_FEN, IsoDate, PageArgs
 
 REASON = validate.Length(min=1, max=500)
-FEN = validate.Range(min=0)
+FEN = validate.Range(min=0, max=MAX_FEN)
+# Counts and amounts are bounded so they fit the 8-byte integers MongoDB stores (beyond that: 422, not 500).
+MEMBERS = validate.Range(min=0, max=100_000_000)
 
 
 class LegalRepresentativeSchema(Schema):
@@ -33,8 +35,8 @@ class ContactSchema(Schema):
 
 
 class MembersSchema(Schema):
-    individuals = fields.Int(load_default=0, validate=validate.Range(min=0))
-    units = fields.Int(load_default=0, validate=validate.Range(min=0))
+    individuals = fields.Int(load_default=0, validate=MEMBERS)
+    units = fields.Int(load_default=0, validate=MEMBERS)
 
 
 class CouncilMemberSchema(Schema):
@@ -182,7 +184,7 @@ class ReportRequestSchema(Schema):
     year = fields.Int(required=True, strict=True, validate=validate.Range(min=1900, max=2999))
     income_fen = fields.Int(required=True, strict=True, validate=FEN)
     expenditure_fen = fields.Int(required=True, strict=True, validate=FEN)
-    net_assets_fen = fields.Int(required=True, strict=True)
+    net_assets_fen = fields.Int(required=True, strict=True, validate=validate.Range(min=-MAX_FEN, max=MAX_FEN))
 
 
 class ReportSchema(Schema):
