@@ -9,7 +9,7 @@ from datetime import date, datetime, time
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.evaluation.scoring import AGGREGATIONS
-from shared.schemas import PageArgs
+from shared.schemas import EARLIEST_DATE, LATEST_DATE, MAX_FEN, PageArgs
 
 KEY = validate.Regexp(r"^[a-z][a-z0-9_]{0,39}$", error="lower-case letters, digits and _, starting with a letter")
 ID_LIST_MAX = 200
@@ -44,10 +44,15 @@ class Deadline(fields.DateTime):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str) and DATE_ONLY.match(value):
             try:
-                return datetime.combine(date.fromisoformat(value), LAST_MILLISECOND)
+                moment = datetime.combine(date.fromisoformat(value), LAST_MILLISECOND)
             except ValueError:
                 raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
-        return super()._deserialize(value, attr, data, **kwargs)
+        else:
+            moment = super()._deserialize(value, attr, data, **kwargs)
+        # Moving a deadline near year 1 or 9999 into UTC would leave what a datetime can hold (a 500).
+        if not EARLIEST_DATE <= moment.date() <= LATEST_DATE:
+            raise ValidationError(f"must be from {EARLIEST_DATE} to {LATEST_DATE}")
+        return moment
 
 
 # -- rounds ---------------------------------------------------------------------------------------------------
@@ -110,7 +115,7 @@ class ProjectCreateSchema(Schema):
     organization_id = fields.Str(required=True, validate=validate.Length(min=1, max=100))
     title = fields.Str(required=True, validate=text(200))
     summary = fields.Str(required=True, validate=text(5000))
-    budget_fen = fields.Int(required=True, strict=True, validate=validate.Range(min=0))
+    budget_fen = fields.Int(required=True, strict=True, validate=validate.Range(min=0, max=MAX_FEN))
 
 
 class ProjectSchema(Schema):
@@ -245,7 +250,7 @@ class VerificationSchema(Schema):
 class AwardRequestSchema(Schema):
     project_id = fields.Str(required=True, validate=validate.Length(min=1, max=100))
     tier = fields.Str(required=True, validate=text(50))
-    prize_fen = fields.Int(required=True, strict=True, validate=validate.Range(min=1))
+    prize_fen = fields.Int(required=True, strict=True, validate=validate.Range(min=1, max=MAX_FEN))
     fund_id = fields.Str(validate=validate.Length(min=1, max=100), metadata={
         "description": "optional: the fund that pays the prize (else the newest fund of the round's year)"})
 
