@@ -80,10 +80,8 @@ def _replay(settings: Settings, service: str) -> int:
 
 def _up(settings: Settings, args) -> int:
     from shared import infra
-    from shared.events import dlq_topic, source_of
+    from shared.events import dlq_topic
     from shared.kafka import KafkaLink
-    from shared.mongo import connect
-    from shared.outbox import Outbox
 
     data_dir = Path(args.data_dir or settings.data_dir).resolve()
     log_dir = data_dir / "logs"
@@ -109,18 +107,11 @@ def _up(settings: Settings, args) -> int:
         kafka = KafkaLink(settings.kafka_bootstrap_servers, partitions=settings.topic_partitions,
                           replication=settings.topic_replication)
         topics = [t for service in SERVICES for t in (settings.topic(service), dlq_topic(settings.topic(service)))]
-        created = kafka.ensure_topics(topics)
+        kafka.ensure_topics(topics)
         kafka.close()
+        # A new (memory-only) broker has none of what was published before: each relay sees its topic is
+        # a new one (shared/outbox.py) and publishes its outbox again; consumers skip what they applied.
         print(f"topics ready: {', '.join(topics)}")
-        client = connect(settings.mongodb_uri)
-        for service in SERVICES:
-            if settings.topic(service) in created:
-                # A new (memory-only) broker has none of what was published before: replay the outbox,
-                # consumers absorb what they already applied.
-                replayed = Outbox(client[settings.db_of(service)], source_of(service)).mark_all_for_replay()
-                if replayed:
-                    print(f"{service}: {replayed} recorded events queued for replay to the new broker")
-        client.close()
 
         # The portal calls the services where this run serves them.
         env = infra.child_env(REGISTRY_URL=f"http://127.0.0.1:{settings.registry_port}",
