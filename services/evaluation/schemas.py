@@ -152,6 +152,7 @@ class ReviewerCreateSchema(Schema):
 
 
 class ReviewerSchema(Schema):
+    id = fields.Str(attribute="_id", metadata={"description": "the reviewer's place in this round"})
     reviewer = fields.Str()
     name = fields.Str()
     affiliations = fields.List(fields.Str())
