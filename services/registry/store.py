@@ -564,17 +564,20 @@ def unpacked(ids: str, entries: str) -> dict[str, str]:
 
 class OrganizationFollower:
     """Follows the organizations' change stream: copies the events new organizations carry into the
-    outbox (see the module doc), and keeps the search index up to date.
+    outbox (see the module doc) at once, and keeps the search index up to date about a second behind.
 
-    The stream delivers committed versions in commit order; the position after each batch is saved, so a
-    restarted follower goes on from there (copying is idempotent, and index entries are versioned, so
-    doing a batch twice changes nothing). Without a saved position (a new deployment, or history the
+    The stream delivers committed versions in commit order. Changes are indexed in batches, at least
+    INDEX_SECONDS apart or BATCH at a time, because on SecantusDB a trickle of tiny index batches costs
+    more than the requests that caused them. The stream position is saved after each indexed batch, so a
+    restarted follower goes on from there: copying is idempotent and index entries are versioned, so
+    reading a change twice changes nothing. Without a saved position (a new deployment, or history the
     server no longer keeps) it goes through every organization first. Worker replicas share the work
     through a lease: one follows.
     """
 
     LEASE_SECONDS = 10.0
     BATCH = 5000
+    INDEX_SECONDS = 1.0
 
     def __init__(self, db: Database, region_key: str, service: str = "registry"):
         self.db = db
@@ -586,41 +589,55 @@ class OrganizationFollower:
         self.owner = f"search-{uuid.uuid4().hex}"
         self.stream = None
         self._lease_until = 0.0
+        self._unindexed: list[dict] = []  # versions read (their events copied), not indexed yet
+        self._unindexed_token = None  # the stream position after them
+        self._indexed_at = 0.0
         ensure_indexes(db)
 
     def catch_up(self, budget_seconds: float = 2.0) -> int:
-        """Index what changed since the last call (for at most about `budget_seconds`); returns how many
-        organization versions were indexed."""
+        """Copy carried events at once, index when due (for at most about `budget_seconds`); returns how
+        many organization versions were read."""
         if not self._hold_lease():
             self.close()
             return 0
         try:
             if self.stream is None:
                 self._open()
-            indexed = 0
+            read = 0
             deadline = time.monotonic() + budget_seconds
             while time.monotonic() < deadline:
                 changes = self._next_changes()
+                if changes:
+                    organizations = [c["fullDocument"] for c in changes if c.get("fullDocument")]
+                    self._publish(organizations)
+                    self._unindexed += organizations
+                    self._unindexed_token = self.stream.resume_token
+                    read += len(changes)
+                self._index_when_due()
                 if not changes:
                     break
-                self._apply([c["fullDocument"] for c in changes if c.get("fullDocument")])
-                indexed += len(changes)
-                self._save_position(self.stream.resume_token)
-            return indexed
+            return read
         except PyMongoError:
             self.close()  # opened again from the saved position next time
             raise
 
-    def _apply(self, organizations: list[dict]) -> None:
+    def _index_when_due(self) -> None:
+        due = len(self._unindexed) >= self.BATCH or time.monotonic() - self._indexed_at >= self.INDEX_SECONDS
+        if self._unindexed and due:
+            self.index.add(self._unindexed, self.region_key)
+            self._save_position(self._unindexed_token)
+            self._unindexed, self._indexed_at = [], time.monotonic()
+
+    def _publish(self, organizations: list[dict]) -> None:
+        """Copy the events these versions carry into the outbox (unless a command already did)."""
         carried_events = [record for organization in organizations for record in organization.get(PENDING_EVENTS, [])]
         for attempt in range(3):
             try:
                 publish_carried(self.outbox, None, carried_events)
-                break
+                return
             except BulkWriteError:  # a command copied some of them meanwhile: check again
                 if attempt == 2:
                     raise
-        self.index.add(organizations, self.region_key)
 
     def _next_changes(self) -> list[dict]:
         changes = []
@@ -657,12 +674,15 @@ class OrganizationFollower:
         for organization in self.organizations.find({}, fields, batch_size=self.BATCH):
             batch.append(organization)
             if len(batch) >= self.BATCH:
-                self._apply(batch)
-                total, batch = total + len(batch), []
-        if batch:
-            self._apply(batch)
-            total += len(batch)
-        return total
+                total += self._publish_and_index(batch)
+                batch = []
+        return total + self._publish_and_index(batch)
+
+    def _publish_and_index(self, organizations: list[dict]) -> int:
+        if organizations:
+            self._publish(organizations)
+            self.index.add(organizations, self.region_key)
+        return len(organizations)
 
     def _save_position(self, token) -> None:
         if token is not None:
@@ -684,6 +704,8 @@ class OrganizationFollower:
         return held
 
     def close(self) -> None:
+        # What was read but not indexed is read again from the saved position.
+        self._unindexed, self._unindexed_token = [], None
         if self.stream is not None:
             try:
                 self.stream.close()
