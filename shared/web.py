@@ -22,7 +22,7 @@ from flask_smorest.utils import prepare_response
 from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared import logs
 from shared.audit import audit_blueprint
@@ -186,6 +186,7 @@ def _install_request_hooks(app: Flask, ctx: ServiceContext) -> None:
     def start():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         g.started = time.perf_counter()
+        refuse_oversized_stream()
 
     @app.after_request
     def finish(response: Response):
@@ -206,6 +207,17 @@ def _install_request_hooks(app: Flask, ctx: ServiceContext) -> None:
                         extra={"method": request.method, "path": request.path, "status": response.status_code,
                                "duration_ms": round(elapsed * 1000, 2)})
         return response
+
+
+def refuse_oversized_stream() -> None:
+    """413 for a streamed (chunked) body that reaches MAX_CONTENT_LENGTH. A body with a Content-Length over the
+    limit is refused by Werkzeug; a streamed one it silently cuts at the limit, which would then be parsed as
+    a different (truncated) request."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is None or request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return
+    if len(request.get_data(cache=True)) >= limit:  # cached: the view reads the same bytes
+        raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
 
 
 # -- idempotency --------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from shared import logs
 from shared.errors import TooManyRequests
 from shared.ratelimit import MemoryRateLimiter
 from shared.settings import Settings, SettingsError
+from shared.web import refuse_oversized_stream
 
 log = logging.getLogger("socorg.portal")
 SERVICE = "portal"
@@ -171,6 +172,7 @@ def _install_hooks(app: Flask) -> None:
     @app.before_request
     def before():
         g.request_id = request.headers.get("X-Request-ID") or secrets.token_hex(8)
+        refuse_oversized_stream()
         check_csrf()
 
     @app.after_request
