@@ -36,6 +36,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
+    # Browsers honour it only over HTTPS (production), where it keeps them from ever falling back to HTTP.
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
 }
 
 
