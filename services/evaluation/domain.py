@@ -62,6 +62,26 @@ class Rules:
             disagreement_sd=scoring.decimal_of(self.disagreement_sd))
 
 
+# -- the officers' decisions that change no other aggregate still go to the outbox: the audit trail is read there
+def round_opened(round_: dict, actor: str) -> Event:
+    return Event(type="evaluation.round.opened", subject=round_["_id"], key=round_["_id"], data={
+        "actor": actor, "round_id": round_["_id"], "name": round_["name"], "year": round_["year"],
+        "aggregation": round_["aggregation"], "reviewers_per_project": round_["reviewers_per_project"],
+        "closes_at": round_["closes_at"].isoformat()})
+
+
+def reviewer_added(reviewer: dict, actor: str) -> Event:
+    return Event(type="evaluation.reviewer.added", subject=reviewer["round_id"], key=reviewer["round_id"], data={
+        "actor": actor, "round_id": reviewer["round_id"], "reviewer": reviewer["reviewer"],
+        "affiliations": reviewer["affiliations"]})
+
+
+def assignments_made(round_id: str, summary: dict, actor: str) -> Event:
+    return Event(type="evaluation.round.assigned", subject=round_id, key=round_id, data={
+        "actor": actor, "round_id": round_id,
+        **{name: summary[name] for name in ("projects", "reviewers", "assignments", "added", "removed")}})
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 

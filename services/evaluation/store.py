@@ -135,7 +135,7 @@ class EvaluationStore(Collections):
         def work(session):
             round_ = domain.new_round(body, actor=actor, now=now_utc(), rules=self.rules)
             self.rounds.insert_one(round_, session=session)
-            return round_, []
+            return round_, [domain.round_opened(round_, actor)]
 
         return self.uow.execute(work, idempotency=idempotency)
 
@@ -214,7 +214,7 @@ class EvaluationStore(Collections):
                 self.reviewers.insert_one(reviewer, session=session)
             except DuplicateKeyError:
                 raise Conflict(f"reviewer {body['reviewer']} is already in round {round_id}") from None
-            return reviewer | {"load": 0}, []
+            return reviewer | {"load": 0}, [domain.reviewer_added(reviewer, actor)]
 
         return self.uow.execute(work, idempotency=idempotency)
 
@@ -251,7 +251,7 @@ class EvaluationStore(Collections):
                        "assignments": len(plan.keep) + len(plan.add), "added": len(plan.add),
                        "removed": len(plan.remove), "min_load": min(loads, default=None),
                        "max_load": max(loads, default=None)}
-            return summary, []
+            return summary, [domain.assignments_made(round_id, summary, actor)]
 
         return self.uow.execute(work)
 

@@ -304,9 +304,11 @@ class TestAssignment:
         check_problem(refused, 409)
         assert "only 2 of the round's 3 reviewers are neither affiliated" in refused.body["detail"]
         after = evaluation_counts(stack)
-        reviewers_before = before.pop("reviewers")
+        reviewers_before, events_before = before.pop("reviewers"), before.pop("outbox")
         added = [r for r in after.pop("reviewers") if r not in reviewers_before]
         assert [(r["round_id"], r["reviewer"]) for r in added] == [(rid, "r3")]  # the only change: r3 joined
+        [joined] = outbox_events(stack, "evaluation.reviewer.added", round_id=rid, reviewer="r3")
+        assert [e for e in after.pop("outbox") if e not in events_before] == [joined["id"]]  # and its event
         assert after == before
         check_problem(stack.client("evaluation", "reviewer").post(f"/api/v1/rounds/{rid}/assignments"), 403)
         check_problem(stack.client("evaluation", "officer").post("/api/v1/rounds/rnd_missing/assignments"), 404)
