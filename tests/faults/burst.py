@@ -21,6 +21,7 @@ class Command:
     call: Call
     expected: int  # what a healthy system answers
     attempts: list[Response | str] = field(default_factory=list)  # each answer, or the transport error
+    answered_at: list[float] = field(default_factory=list)  # time.monotonic() of each answer
     finished_at: float = 0.0
 
     @property
@@ -34,7 +35,8 @@ class Command:
     def describe(self) -> str:
         final = self.final
         answer = final if isinstance(final, str) else f"{final.status} {final.body}"
-        return f"{self.kind} {self.call.method} {self.call.path}: {answer} after {len(self.attempts)} attempts"
+        return (f"{self.kind} {self.call.method} {self.call.path}: {answer} after {len(self.attempts)} attempts "
+                f"({self.answered_at[-1] - self.answered_at[0]:.1f} s from the first answer to the last)")
 
 
 def shuffled(commands: list[Command], seed: int) -> list[Command]:
@@ -61,6 +63,7 @@ def run_burst(commands: list[Command], *, threads: int = 8, at: dict[int, Callab
             except requests.RequestException as exc:
                 answer = f"{type(exc).__name__}: {exc}"
             command.attempts.append(answer)
+            command.answered_at.append(time.monotonic())
             unanswered = isinstance(answer, str) or answer.status == 503
             if not (retry_unavailable and unanswered) or time.monotonic() > deadline:
                 break

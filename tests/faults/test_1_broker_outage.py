@@ -16,6 +16,7 @@ from tests.faults.conftest import record_summary
 from tests.faults.reconcile import CONSUMES, reconcile
 
 SEED = 1
+OUTAGE_SECONDS = 3.0  # at least; the broker comes back once 140 commands have finished
 
 
 def setup_world(bureau: Bureau) -> dict:
@@ -78,6 +79,7 @@ def test_broker_killed_and_restarted_mid_burst(fault_system):
         outage["readyz"] = system.api("registry", "officer").get("/readyz")
 
     def restart_broker():
+        time.sleep(max(0.0, outage["down"] + OUTAGE_SECONDS - time.monotonic()))  # the burst goes on meanwhile
         # What each consumer had applied before the broker came back empty: its replays will repeat these.
         outage["applied"] = {c: system.processed_ids(c) for c in CONSUMES}
         outage["up"] = time.monotonic()
