@@ -214,7 +214,8 @@ def refuse_oversized_stream() -> None:
     limit is refused by Werkzeug; a streamed one it silently cuts at the limit, which would then be parsed as
     a different (truncated) request."""
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit is None or request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+    wsgi = request.environ  # this request's WSGI environment (not the process's: no setting is read here)
+    if limit is None or request.content_length is not None or not wsgi.get("wsgi.input_terminated"):
         return
     if len(request.get_data(cache=True)) >= limit:  # cached: the view reads the same bytes
         raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
