@@ -145,10 +145,10 @@ class RegistryStore:
     def approve(self, organization_id: str, *, actor: str, expected_version: int | None = None) -> dict:
         def decide(session, organization):
             domain.require_status(organization, "approved", domain.SUBMITTED)
-            # Rolled back with the transaction if the approval fails below, so numbers are not used up.
+            # Taken outside the transaction: one counter shared by every approval would make concurrent
+            # approvals conflict and retry. A failed approval leaves a gap in the numbers, which is harmless.
             number = self.counters.find_one_and_update({"_id": "organization_code"}, {"$inc": {"n": 1}},
-                                                       upsert=True, return_document=ReturnDocument.AFTER,
-                                                       session=session)["n"]
+                                                       upsert=True, return_document=ReturnDocument.AFTER)["n"]
             uscc = identifiers.make_uscc(organization["type"], self.rules.area_code,
                                          identifiers.org_body_from_number(number))
             now = now_utc()
