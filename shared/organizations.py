@@ -28,6 +28,8 @@ REGISTRY_ORGANIZATION_EVENTS = (
     "registry.organization.risk_flagged",
     "registry.organization.risk_cleared",
     "registry.organization.deregistered",
+    # Not in the contract's list: an officer's decision that leaves the organization as it was (same snapshot).
+    "registry.organization.renewal_rejected",
 )
 
 

@@ -374,10 +374,19 @@ def approve_renewal(organization: dict, renewal: dict, *, today: date, now: date
     return renewed, approved, events
 
 
-def reject_renewal(renewal: dict, *, reason: str, now: datetime, actor: str) -> dict:
+def reject_renewal(organization: dict, renewal: dict, *, reason: str, now: datetime,
+                   actor: str) -> tuple[dict, list[Event]]:
+    """The organization itself does not change; the event records the officer's decision (the audit trail is
+    read from the outbox) with the organization's unchanged snapshot, as every registry event carries it."""
     if renewal["status"] != RENEWAL_SUBMITTED:
         raise Conflict(f"only a submitted renewal can be rejected; this one is {renewal['status']}")
-    return {**renewal, "status": RENEWAL_REJECTED, "rejected_by": actor, "rejected_at": now, "rejection_reason": reason}
+    rejected = {**renewal, "status": RENEWAL_REJECTED, "rejected_by": actor, "rejected_at": now,
+                "rejection_reason": reason}
+    event = Event(type="registry.organization.renewal_rejected", subject=organization["_id"],
+                  data={"actor": actor, "organization": snapshot(organization),
+                        "renewal": {"id": renewal["_id"], "election_date": renewal["election_date"]}, "reason": reason},
+                  time=now)
+    return rejected, [event]
 
 
 def renewal_view(renewal: dict) -> dict:

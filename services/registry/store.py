@@ -231,9 +231,10 @@ class RegistryStore:
     def reject_renewal(self, organization_id: str, renewal_id: str, *, reason: str, actor: str) -> dict:
         def work(session):
             renewal = self._renewal(organization_id, renewal_id, session)
-            rejected = domain.reject_renewal(renewal, reason=reason, now=now_utc(), actor=actor)
+            rejected, events = domain.reject_renewal(self._load(organization_id, session), renewal, reason=reason,
+                                                     now=now_utc(), actor=actor)
             self.renewals.replace_one({"_id": renewal_id, "status": renewal["status"]}, rejected, session=session)
-            return rejected, []
+            return rejected, events
 
         return self.uow.execute(work)
 

@@ -23,16 +23,8 @@ AUDIT = "/api/v1/audit"
 PROBLEM = "application/problem+json"
 # Actions whose events carry `system`, as the contract says ("system for sweeps, schedulers and consumers").
 SYSTEM_ACTIONS = {("registry", "POST /api/v1/risk-sweeps")}
-# Known gap, reported: the registry records no event when an officer rejects a term renewal, so the trail
-# cannot show it (services/registry/store.py was being changed by its owner when this was found). Strict: once
-# the event exists this case passes, and the marker must go.
-NO_EVENT_YET = {("registry", "POST /api/v1/organizations/{organization_id}/term-renewals/{renewal_id}/reject")}
-OFFICER_ACTIONS = [
-    pytest.param(service, endpoint, id=f"{service} {endpoint}", marks=[pytest.mark.xfail(
-        strict=True, reason="the registry records no event for a rejected term renewal")]
-                 if (service, endpoint) in NO_EVENT_YET else [])
-    for service, table in EXPECTED.items() for endpoint, allowed in table.items()
-    if endpoint.split(" ")[0] in ("POST", "PUT") and "officer" in allowed]
+OFFICER_ACTIONS = [(service, endpoint) for service, table in EXPECTED.items() for endpoint, allowed in table.items()
+                   if endpoint.split(" ")[0] in ("POST", "PUT") and "officer" in allowed]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +42,7 @@ def trail(stack, service: str, **query) -> dict:
     return response.get_json()
 
 
-@pytest.mark.parametrize("service, endpoint", OFFICER_ACTIONS)
+@pytest.mark.parametrize("service, endpoint", OFFICER_ACTIONS, ids=[f"{s} {e}" for s, e in OFFICER_ACTIONS])
 def test_every_officer_action_is_in_the_trail_under_its_officer(scenarios, service, endpoint):
     stack = scenarios.world.stack
     method = endpoint.split(" ")[0]
