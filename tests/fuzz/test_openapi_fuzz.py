@@ -35,6 +35,9 @@ POSITIVE_EXAMPLES = 100  # per operation, each sent once per role
 NEGATIVE_EXAMPLES = 30  # per operation that has anything to break besides a free-form path id
 ROLES = ("applicant", "reviewer", "officer")
 SUMMARY = Path(__file__).resolve().parents[2] / "test-artifacts" / "fuzz" / "summary.txt"
+# One test per service runs thousands of requests: about a minute on an idle 2-core machine, several when other
+# work shares it. The suite's 300 s per test is meant to catch hangs; this one gets more room.
+pytestmark = pytest.mark.timeout(1200)
 
 
 def no_stack_trace(ctx, response, case):
@@ -97,13 +100,13 @@ def summary_text(tallies: dict[str, Tally]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def real_ids(seeds, parameters: dict) -> st.SearchStrategy[dict]:
+def real_ids(seeds, parameters: list[str]) -> st.SearchStrategy[dict]:
     """For each path parameter with seeded ids: None (keep the generated value) or one of the real ids."""
     return st.fixed_dictionaries({name: st.one_of(st.none(), st.sampled_from(seeds.ids[name]))
                                   for name in parameters if seeds.ids.get(name)})
 
 
-def use_real_ids(case, chosen: dict, seeds, organization: str | None) -> None:
+def use_real_ids(case, chosen: dict, organization: str | None) -> None:
     for name, value in chosen.items():
         if value is not None:
             case.path_parameters[name] = value
@@ -138,14 +141,14 @@ def test_every_operation_answers_as_documented(seeded, tallies, service):
     for result in schema.get_all_operations():
         operation = result.ok()
         tally.operations += 1
-        parameters = {p.name: p for p in operation.path_parameters}
+        parameters = [parameter.name for parameter in operation.path_parameters]
         seeded_organizations = st.one_of(st.none(), st.sampled_from(seeds.ids["organization_id"]))
 
         @hypothesis_settings(POSITIVE_EXAMPLES)
         @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
                chosen=real_ids(seeds, parameters), organization=seeded_organizations)
         def positive(case, chosen, organization):
-            use_real_ids(case, chosen, seeds, organization)
+            use_real_ids(case, chosen, organization)
             tally.positive[operation.label] += 1
             for role in ROLES:
                 send(case, role)
@@ -159,8 +162,10 @@ def test_every_operation_answers_as_documented(seeded, tallies, service):
         for run in (positive, negative):
             try:
                 run()
-            except Unsatisfiable:  # schemathesis cannot break a free-form string path id: nothing to negate
-                tally.without_negative.append(operation.label)
+            except Unsatisfiable:
+                if run is positive:
+                    raise
+                tally.without_negative.append(operation.label)  # only a free-form string path id: nothing to break
             except BaseException as error:  # noqa: BLE001 - collect every operation's failures, then fail
                 if isinstance(error, (KeyboardInterrupt, SystemExit)):
                     raise
