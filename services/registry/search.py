@@ -27,6 +27,7 @@ change only ever adds entries; resolution by version does the rest.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from dataclasses import dataclass, field
 
@@ -98,18 +99,22 @@ def organization_entries(organization: dict, region_key: str) -> dict[str, str]:
 
 
 def merge_entries(runs: list[dict[str, str]]) -> dict[str, str]:
-    """One term's runs merged into organization id -> newest entry (this loop is most of a search's
-    time, so it compares the version digits in place)."""
+    """One term's runs merged into organization id -> newest entry. Runs rarely share organizations, so
+    the shared ids are found with a set operation and only those compared (this is most of a search's
+    time)."""
     if not runs:
         return {}
     runs = sorted(runs, key=len, reverse=True)
     merged = dict(runs[0])
-    get = merged.get
     for run in runs[1:]:
-        for org_id, value in run.items():
-            current = get(org_id)
-            if current is None or current[3:9] < value[3:9]:
-                merged[org_id] = value
+        shared = run.keys() & merged.keys()
+        if shared:
+            for org_id in shared:
+                if merged[org_id][3:9] < run[org_id][3:9]:
+                    merged[org_id] = run[org_id]
+            merged.update({org_id: run[org_id] for org_id in run.keys() - shared})
+        else:
+            merged.update(run)
     return merged
 
 
@@ -200,23 +205,29 @@ def answer(plan_: Plan, runs_by_term: dict[str, list[dict[str, str]]], filters: 
     """Resolve the plan against the terms' runs: every match's newest entry, filtered, newest first."""
     admitted = filters.codes()
     merged = {term: merge_entries(runs_by_term.get(term, [])) for term in plan_.terms}
-    matches: dict[str, str] = {}
+    sources: list[dict[str, str]] = []
     if plan_.every_name:
-        matches.update(merged[ALL])
+        sources.append(merged[ALL])
     elif plan_.unigram:
-        matches.update(merged[plan_.unigram])
+        sources.append(merged[plan_.unigram])
     elif plan_.bigrams:
-        matches.update(_aligned(plan_, merged))
+        sources.append(_aligned(plan_, merged))
     if plan_.uscc_prefix:
-        matches.update({org_id: value for org_id, value in merged.get(plan_.uscc_term, {}).items()
+        sources.append({org_id: value for org_id, value in merged.get(plan_.uscc_term, {}).items()
                         if entry_uscc(value).startswith(plan_.uscc_prefix)})
     if plan_.uscc_types:
         type_codes = {TYPE_CODES[t] for t in plan_.uscc_types}
         with_uscc = {STATUS_CODES["registered"], STATUS_CODES["deregistered"]}
-        matches.update({org_id: value for org_id, value in merged[ALL].items()
+        sources.append({org_id: value for org_id, value in merged[ALL].items()
                         if value[0] in with_uscc and value[1] in type_codes})
-    selected = sorted((org_id for org_id, value in matches.items() if value[:3] in admitted), reverse=True)
-    return Answer(total=len(selected), ids=selected[skip:skip + limit])
+    matches = sources[0] if len(sources) == 1 else {k: v for source in sources for k, v in source.items()}
+    if len(admitted) == len(Filters().codes()):
+        selected = list(matches)
+    else:
+        selected = [org_id for org_id, value in matches.items() if value[:3] in admitted]
+    # Ids sort by creation time: the page is the newest ones, found without sorting every match.
+    page = heapq.nlargest(skip + limit, selected)[skip:]
+    return Answer(total=len(selected), ids=page)
 
 
 def _aligned(plan_: Plan, merged: dict[str, dict[str, str]]) -> dict[str, str]:
