@@ -38,12 +38,20 @@ class RateLimiter:
         """Count one request; raise TooManyRequests when the client is over the limit."""
         now = time.time() if now is None else now
         window_start = int(now // self.window) * self.window
-        counter = self.collection.find_one_and_update(
-            {"_id": f"{bucket}|{client}|{window_start}"},
-            {"$inc": {"n": 1}, "$setOnInsert": {
-                "expires_at": datetime.fromtimestamp(window_start, timezone.utc) + timedelta(seconds=2 * self.window)}},
-            upsert=True, return_document=ReturnDocument.AFTER,
-        )
+        counter = None
+        for _ in range(5):
+            # SecantusDB sometimes answers a concurrent upsert with nothing; asking again counts once more
+            # only if the first one was applied, which errs on the strict side.
+            counter = self.collection.find_one_and_update(
+                {"_id": f"{bucket}|{client}|{window_start}"},
+                {"$inc": {"n": 1}, "$setOnInsert": {
+                    "expires_at": datetime.fromtimestamp(window_start, timezone.utc) + timedelta(seconds=2 * self.window)}},
+                upsert=True, return_document=ReturnDocument.AFTER,
+            )
+            if counter is not None:
+                break
+        if counter is None:
+            return  # the counter could not be read back; let the request through rather than fail it
         if counter["n"] > self.limit:
             raise _refusal(bucket, self.limit, window_start + self.window, now)
 
