@@ -94,9 +94,11 @@ class FaultSystem:
         return infra.ManagedProcess(f"{service}-web", argv, self.ports[service], self.logs / f"{service}-web.log",
                                     env=self.stack.env()).start()
 
-    def start_worker(self, service: str, *, faults: str | None = None) -> infra.ManagedProcess:
-        """`socorg worker SERVICE` as its own process; `faults` arms SOCORG_FAULTS crash points."""
+    def start_worker(self, service: str, *, faults: str | None = None, **env: str) -> infra.ManagedProcess:
+        """`socorg worker SERVICE` as its own process; `faults` arms SOCORG_FAULTS crash points. A worker's
+        Python dumps every thread's stack into its log on SIGABRT (for a worker that hangs)."""
         extra = {"SOCORG_FAULTS": faults} if faults else {}
+        extra |= {"PYTHONFAULTHANDLER": "1", **env}
         process = infra.ManagedProcess(f"{service}-worker", [str(BIN / "socorg"), "worker", service], 0,
                                        self.logs / f"{service}-worker.log", env=self.stack.env(**extra))
         with open(process.log_path, "a") as log:
