@@ -80,12 +80,15 @@ class Consumer:
                     batches = consumer.poll(timeout_ms=200)
                     if consumer.assignment():
                         self.assigned.set()
-                    for partition, messages in batches.items():
-                        self.process(messages)
-                        last = messages[-1]
+                    if batches:
+                        # One transaction and one offset commit for everything the poll returned, whichever
+                        # partitions it came from: a key lives in one partition, so its order is kept.
+                        self.process([message for messages in batches.values() for message in messages])
+                        offsets = {partition: messages[-1].offset + 1 for partition, messages in batches.items()}
                         faults.point("consumer.before_commit")
-                        consumer.commit({partition: OffsetAndMetadata(last.offset + 1, None, -1)})
-                        committed[partition] = last.offset + 1
+                        consumer.commit({partition: OffsetAndMetadata(offset, None, -1)
+                                         for partition, offset in offsets.items()})
+                        committed.update(offsets)
                     if time.monotonic() >= next_check:
                         self._rewind_if_broker_forgot(consumer, committed)
                         next_check = time.monotonic() + self.offsets_check_seconds
@@ -116,7 +119,7 @@ class Consumer:
                 del committed[partition]
 
     def process(self, messages: list) -> None:
-        """Apply a partition's batch of messages; on return every one was applied or dead-lettered."""
+        """Apply a poll's batch of messages; on return every one was applied or dead-lettered."""
         decoded = [self._decode(message) for message in messages]
         for item in decoded:
             if item.error is not None:
