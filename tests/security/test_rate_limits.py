@@ -16,9 +16,10 @@ import pytest
 
 from services.portal.app import create_app as create_portal
 from shared.errors import TooManyRequests
-from shared.ratelimit import WINDOW_SECONDS, MemoryRateLimiter
+from services.registry.app import create_app as create_registry
+from shared.ratelimit import WINDOW_SECONDS, MemoryRateLimiter, RateLimiter
 from tests.support.data import application
-from tests.support.stack import Stack
+from tests.support.stack import ApiClient, Stack
 
 LIMIT = 3
 PROBLEM = "application/problem+json"
@@ -64,6 +65,58 @@ def test_applications_are_limited_per_applicant(limited):
     # Another applicant has its own budget, and other endpoints are not limited.
     assert limited.client("registry", "applicant", sub="wang").post("/api/v1/organizations", application()).status == 201
     assert zhang.get("/api/v1/organizations").status == 200
+
+
+def limiter_of(app) -> RateLimiter:
+    return app.extensions["socorg"].extras["rate_limiter"]
+
+
+def test_the_limit_holds_across_processes(limited):
+    """Two instances of the registry (as two gunicorn workers or replicas are) each count in memory and
+    share their counts through MongoDB when they flush (every half second in the background; here
+    explicitly, so the test does not depend on timing). Once both have flushed, the client's requests
+    through either instance add up to one limit."""
+    first = limited.app("registry")
+    second = create_registry(limited.settings)
+    second.testing = True
+    token = limited.token("applicant", "zhang")
+    via_first, via_second = ApiClient(first.test_client(), token), ApiClient(second.test_client(), token)
+    fresh_window()
+    for _ in range(LIMIT - 1):
+        assert via_first.post("/api/v1/organizations", application()).status == 201
+    limiter_of(first).flush()
+    assert via_second.post("/api/v1/organizations", application()).status == 201  # the limit's last one
+    limiter_of(second).flush()
+    # The second instance has learnt the shared total, and so has the first after its next flush.
+    assert via_second.post("/api/v1/organizations", application()).status == 429
+    limiter_of(first).flush()
+    refused = via_first.post("/api/v1/organizations", application())
+    assert refused.status == 429 and refused.headers["Content-Type"] == PROBLEM
+    assert_retry_after(refused.headers)
+    counters = limited.db("registry")["rate_limits"]
+    limiter_of(first).flush()
+    limiter_of(second).flush()
+    assert sum(c["n"] for c in counters.find({"_id": {"$regex": r"^applications\|zhang\|"}})) == LIMIT + 2
+    assert limited.db("registry")["organizations"].count_documents({"applicant": "zhang"}) == LIMIT
+
+
+def test_counts_reach_the_shared_counters_when_flushed(stack):
+    """Requests are counted in memory (none waits for the database); a flush adds them to the shared
+    counter, and another limiter decides on that total once it has flushed."""
+    limiter = RateLimiter(stack.db("registry"), limit_per_window=5, flush_seconds=3600)
+    counters = stack.db("registry")["rate_limits"]
+    now = time.time()
+    for _ in range(3):
+        limiter.hit("applications", "li", now)
+    assert counters.count_documents({}) == 0
+    limiter.flush(now)
+    assert [c["n"] for c in counters.find()] == [3]
+    other = RateLimiter(stack.db("registry"), limit_per_window=5, flush_seconds=3600)
+    other.hit("applications", "li", now)
+    other.flush(now)  # learns the 3 counted by the first limiter: 4 of 5 used
+    other.hit("applications", "li", now)
+    with pytest.raises(TooManyRequests):
+        other.hit("applications", "li", now)
 
 
 def test_the_limit_is_documented(limited):
