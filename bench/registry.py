@@ -8,9 +8,10 @@ What it does, all on loopback and free ports:
 2. serves the registry under gunicorn (the command line and worker settings `socorg up` uses), with its
    worker process (outbox relay and search follower) running, and a bare Flask + pymongo app (find by id,
    plain insert) under gunicorn with the same workers and threads, on the same database;
-3. drives each pair of endpoints from the same client processes for the same time, alternating
-   registry / bare three times, and prints throughput ratios (registry / bare): the servers' speed cancels
-   out. Beside it, the server CPU per request (both gunicorns, the registry worker, SecantusDB, from
+3. drives each pair of endpoints from the same client processes for the same time, after a warm-up,
+   in interleaved rounds (registry then bare, bare then registry, ...; five by default), and prints the
+   median of the rounds' throughput ratios (registry / bare) with their range: the servers' speed
+   cancels out, and one disturbed round does not decide the figure. Beside it, the server CPU per request (both gunicorns, the registry worker, SecantusDB, from
    /proc), whose ratio other load on a shared machine disturbs less than throughput;
 4. bulk-seeds organizations (documents built by the registry's own domain code, inserted with
    insert_many), waits for the search follower to index them, and prints search latency percentiles at
@@ -274,9 +275,10 @@ def percentile(values: list[float], p: float) -> float:
 
 # -- the bench -------------------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, quick: bool, seconds: float, keep: bool = False):
+    def __init__(self, quick: bool, seconds: float, keep: bool = False, rounds: int = 5):
         self.quick = quick
         self.seconds = seconds
+        self.rounds = rounds
         self.keep = keep
         self.tmp = Path(tempfile.mkdtemp(prefix="socorg-bench-"))
         self.processes: list = []
@@ -347,27 +349,37 @@ class Bench:
         return result
 
     def pair(self, title: str, registry: dict, bare: dict, target: float) -> float:
-        """Registry and bare alternately, three times each, after a warm-up of each.
+        """Registry and bare interleaved, `rounds` times, after a warm-up of each.
 
-        Printed: the throughput ratio of each round and overall (the target is stated on it), and the
-        ratio of server CPU per request (bare / registry), which other load on the machine disturbs less.
+        Each round runs both for the same time, in alternating order (registry first, then bare first),
+        so a drift in the machine's other load falls on both alike; the figure is the median of the
+        rounds' ratios, printed with their range. Beside it the ratio of server CPU per request
+        (bare / registry), which other load on the machine disturbs less.
         """
         for spec in (registry, bare):
-            drive(**spec, seconds=2.0)
-        rounds = [(self.measured(registry), self.measured(bare)) for _ in range(3)]
-        registry_rps = sum(r["rps"] for r, _ in rounds) / len(rounds)
-        bare_rps = sum(b["rps"] for _, b in rounds) / len(rounds)
-        ratio = registry_rps / bare_rps
-        cpu_ratio = statistics.median(b["cpu_ms"] / r["cpu_ms"] for r, b in rounds)
+            drive(**spec, seconds=max(2.0, self.seconds / 2))
+        rounds = []
+        for n in range(self.rounds):
+            if n % 2 == 0:
+                r = self.measured(registry)
+                b = self.measured(bare)
+            else:
+                b = self.measured(bare)
+                r = self.measured(registry)
+            rounds.append((r, b, os.getloadavg()[0]))
+        ratios = [r["rps"] / b["rps"] for r, b, _ in rounds]
+        ratio = statistics.median(ratios)
+        cpu_ratio = statistics.median(b["cpu_ms"] / r["cpu_ms"] for r, b, _ in rounds)
         print(f"\n{title}")
-        for n, (r, b) in enumerate(rounds, 1):
+        for n, (r, b, one_minute) in enumerate(rounds, 1):
             print(f"  round {n}: registry {r['rps']:7.1f} req/s (p50 {r['p50_ms']:5.1f} ms, p95 {r['p95_ms']:6.1f} ms, "
                   f"server CPU {r['cpu_ms']:5.2f} ms/req) {r['statuses']}   bare {b['rps']:7.1f} req/s "
                   f"(p50 {b['p50_ms']:5.1f} ms, p95 {b['p95_ms']:6.1f} ms, server CPU {b['cpu_ms']:5.2f} ms/req) "
-                  f"{b['statuses']}   ratio {r['rps'] / b['rps']:.2f}")
+                  f"{b['statuses']}   ratio {r['rps'] / b['rps']:.2f}   load {one_minute:.1f}")
         verdict = "meets" if ratio >= target else "MISSES"
-        print(f"  throughput ratio registry/bare = {ratio:.2f}  (target >= {target}: {verdict});  "
-              f"server CPU per request, bare/registry = {cpu_ratio:.2f};  {load()}", flush=True)
+        print(f"  throughput ratio registry/bare, median of {len(rounds)} rounds = {ratio:.2f} (range "
+              f"{min(ratios):.2f}-{max(ratios):.2f}; target >= {target}: {verdict});  server CPU per request, "
+              f"bare/registry = {cpu_ratio:.2f};  {load()}", flush=True)
         return ratio
 
     def post_ratio(self) -> float:
@@ -445,6 +457,8 @@ class Bench:
             ("long substring across words", {"q": "张江阳光社区养老服务中心"}),
             ("no q, status filter", {"status": "submitted"}),
             ("no q, type + risk filters", {"type": "foundation", "risk": "serious"}),
+            ("no q, status filter, page 50", {"status": "registered", "page": 50}),
+            ("no q, no filter (plain list)", {}),
             ("USCC, whole code", {"q": registered["uscc"]}),
             ("USCC, first 14 characters", {"q": registered["uscc"][:14]}),
         ]
@@ -485,6 +499,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter runs, for a smoke test")
     parser.add_argument("--seconds", type=float, default=None, help="length of each measured run")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved registry/bare rounds per pair "
+                                                                   "(the figure is the median of their ratios)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     parser.add_argument("--only", default="post,get,search", help="comma-separated parts to run (post,get,search)")
     args = parser.parse_args(argv)
@@ -492,7 +508,8 @@ def main(argv=None) -> int:
     seconds = args.seconds or (4.0 if args.quick else 10.0)
     sizes = (2_000, 10_000) if args.quick else (10_000, 100_000)
     summary = []
-    with Bench(args.quick, seconds, keep=args.keep) as bench:
+    rounds = args.rounds or (3 if args.quick else 5)
+    with Bench(args.quick, seconds, keep=args.keep, rounds=rounds) as bench:
         bench.start()
         if "post" in parts or "get" in parts:
             post = bench.post_ratio()  # also creates the organizations the GET benchmark reads

@@ -20,6 +20,7 @@ an index narrows to what the answer needs: by id, by a unique key, or by one ind
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 import uuid
@@ -64,6 +65,7 @@ class RegistryStore:
         self.tz = ZoneInfo(ctx.settings.timezone)
         self.rules = domain.Rules.from_settings(ctx.settings)
         self.search_index = SearchIndex(ctx.db)
+        self.list_index = ListIndex(ctx.db)
         ensure_indexes(ctx.db)
 
     # -- time -------------------------------------------------------------------------------------
@@ -89,8 +91,11 @@ class RegistryStore:
     def search(self, q: str | None, filters: search.Filters, page: dict) -> tuple[list[dict], int]:
         """Organizations matching q and the filters, newest first: one page and the total."""
         plan = self.plan(q)
-        found = search.answer(plan, self.search_index.runs(plan.terms), filters, skip=skip_of(page),
-                              limit=page["per_page"])
+        if plan.every_name and not plan.uscc_prefix and not plan.uscc_types:  # filters only: the list blocks
+            found = self.list_index.page(filters, skip=skip_of(page), limit=page["per_page"])
+        else:
+            found = search.answer(plan, self.search_index.runs(plan.terms), filters, skip=skip_of(page),
+                                  limit=page["per_page"])
         by_id = {doc["_id"]: doc for doc in self.organizations.find({"_id": {"$in": found.ids}})} if found.ids else {}
         # The index follows the organizations a moment behind: what changed since is judged afresh.
         items = [by_id[i] for i in found.ids
@@ -569,6 +574,112 @@ def unpacked(ids: str, entries: str) -> dict[str, str]:
     return dict(zip(ids.split(" "), entries.split(" "))) if ids else {}
 
 
+class ListIndex:
+    """The list blocks (search.py): lists without `q` answered without reading every match.
+
+    `list_blocks` holds blocks of consecutive organization ids `{_id: first id, ids, entries}` (packed as
+    the search runs are), `list_counts` each block's count per code `{_id: first id, counts, size}`. Blocks
+    partition the ids: a block covers from its first id to the next block's (the first block from ""). New
+    organizations (ids grow with time) fill the last block and then open a new one, so blocks keep about
+    BLOCK organizations; an organization changing only changes its entry in its block. A list reads every
+    counts document (BLOCK = 5,000: 200 at a million organizations) and the block or two its page lies
+    in. Written by the follower only (one writer, under its lease); each block with its counts in one
+    transaction. Entries are versioned, so applying a version twice changes nothing.
+    """
+
+    BLOCKS = "list_blocks"
+    COUNTS = "list_counts"
+    BLOCK = 5000
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.blocks = db[self.BLOCKS]
+        self.counts = db[self.COUNTS]
+        self.directory: list[str] | None = None  # the writer's view: every block's first id, in order
+        self.last_high: str = ""  # the highest id in the last block
+
+    # -- reading ----------------------------------------------------------------------------------
+    def page(self, filters: search.Filters, *, skip: int, limit: int) -> search.Answer:
+        counts = [(doc["_id"], doc["counts"]) for doc in self.counts.find()]
+        total, needed, skip_in_first = search.blocks_of_page(counts, filters, skip=skip, limit=limit)
+        if not needed:
+            return search.Answer(total=total)
+        by_id = {doc["_id"]: doc for doc in self.blocks.find({"_id": {"$in": needed}})}
+        blocks = [unpacked(by_id[b]["ids"], by_id[b]["entries"]) for b in needed if b in by_id]
+        return search.Answer(total=total, ids=search.page_of_blocks(blocks, filters, skip_in_first=skip_in_first,
+                                                                    limit=limit))
+
+    # -- writing ----------------------------------------------------------------------------------
+    def add(self, organizations: list[dict]) -> None:
+        """Apply a batch of organization versions (any order, repeats harmless)."""
+        if not organizations:
+            return
+        if self.directory is None:
+            self._load()
+        touched: dict[str, dict[str, str]] = {}
+        for organization in sorted(organizations, key=lambda o: o["_id"]):
+            org_id = organization["_id"]
+            block = self._block_of(org_id, touched)
+            entries = touched.get(block)
+            if entries is None:
+                entries = touched[block] = self._entries(block)
+            value = search.entry(search.code_of(organization["status"], organization["type"],
+                                                organization.get("risk", "none")), organization["version"])
+            current = entries.get(org_id)
+            if current is None or search.newer(value, current):
+                entries[org_id] = value
+            if block == self.directory[-1] and org_id > self.last_high:
+                self.last_high = org_id
+        for block, entries in touched.items():
+            self._write(block, entries)
+
+    def _block_of(self, org_id: str, touched: dict[str, dict[str, str]]) -> str:
+        if not self.directory:
+            self.directory.append("")
+            touched[""] = {}
+            return ""
+        block = self.directory[bisect.bisect_right(self.directory, org_id) - 1]
+        if block == self.directory[-1] and org_id > self.last_high:
+            entries = touched.get(block)
+            if entries is None:
+                entries = touched[block] = self._entries(block)
+            if len(entries) >= self.BLOCK:  # the last block is full: a newer id opens the next one
+                self.directory.append(org_id)
+                touched[org_id] = {}
+                self.last_high = org_id
+                return org_id
+        return block
+
+    def _load(self) -> None:
+        # Only the ids: the counts documents are small, and there are a few hundred of them at most.
+        self.directory = sorted(doc["_id"] for doc in self.counts.find())
+        self.last_high = ""
+        if self.directory:
+            last = self.blocks.find_one({"_id": self.directory[-1]})
+            if last is not None and last["ids"]:
+                self.last_high = max(last["ids"].split(" "))
+
+    def _entries(self, block: str) -> dict[str, str]:
+        doc = self.blocks.find_one({"_id": block})
+        return unpacked(doc["ids"], doc["entries"]) if doc is not None else {}
+
+    def _write(self, block: str, entries: dict[str, str]) -> None:
+        ordered = dict(sorted(entries.items()))
+        ids, values = packed(ordered)
+
+        def work(session):
+            self.blocks.replace_one({"_id": block}, {"_id": block, "ids": ids, "entries": values}, upsert=True,
+                                    session=session)
+            self.counts.replace_one({"_id": block}, {"_id": block, "counts": search.packed_counts(ordered),
+                                                     "size": len(ordered)}, upsert=True, session=session)
+
+        run_in_transaction(self.db.client, work, deadline_seconds=60.0)
+
+    def forget(self) -> None:
+        """Drop the writer's view (another follower may have written meanwhile)."""
+        self.directory = None
+
+
 class OrganizationFollower:
     """Follows the organizations' change stream: copies the events new organizations carry into the
     outbox (see the module doc) at once, and keeps the search index up to date about a second behind.
@@ -591,6 +702,7 @@ class OrganizationFollower:
         self.organizations = db[ORGANIZATIONS]
         self.outbox = Outbox(db, source_of(service))
         self.index = SearchIndex(db)
+        self.lists = ListIndex(db)
         self.meta = self.index.meta
         self.region_key = region_key
         self.owner = f"search-{uuid.uuid4().hex}"
@@ -631,6 +743,8 @@ class OrganizationFollower:
     def _index_when_due(self) -> None:
         due = len(self._unindexed) >= self.BATCH or time.monotonic() - self._indexed_at >= self.INDEX_SECONDS
         if self._unindexed and due:
+            # The list blocks first: whoever sees a version in the search index finds it in the lists too.
+            self.lists.add(self._unindexed)
             self.index.add(self._unindexed, self.region_key)
             self._save_position(self._unindexed_token)
             self._unindexed, self._indexed_at = [], time.monotonic()
@@ -660,12 +774,16 @@ class OrganizationFollower:
         if saved is not None:
             try:
                 self.stream = self._watch(resume_after=saved["token"])
+                if not self._lists_built():  # a deployment from before the list blocks: build them once
+                    self._scan(self.lists.add)
+                    self._mark_lists_built()
                 return
             except OperationFailure as exc:
                 log.warning("search index: cannot resume the change stream (%s); indexing everything again", exc)
         self.stream = self._watch()
         token = self.stream.resume_token
         self.rebuild()
+        self._mark_lists_built()
         if token is not None:
             self._save_position(token)
 
@@ -676,20 +794,31 @@ class OrganizationFollower:
 
     def rebuild(self) -> int:
         """Go through every organization as it is now (what was done already changes nothing)."""
+        return self._scan(self._publish_and_index)
+
+    def _scan(self, apply) -> int:
         fields = {"name_key": 1, "status": 1, "type": 1, "risk": 1, "version": 1, "uscc": 1, PENDING_EVENTS: 1}
         batch, total = [], 0
         for organization in self.organizations.find({}, fields, batch_size=self.BATCH):
             batch.append(organization)
             if len(batch) >= self.BATCH:
-                total += self._publish_and_index(batch)
+                apply(batch)
+                total += len(batch)
                 batch = []
-        return total + self._publish_and_index(batch)
+        if batch:
+            apply(batch)
+        return total + len(batch)
 
-    def _publish_and_index(self, organizations: list[dict]) -> int:
-        if organizations:
-            self._publish(organizations)
-            self.index.add(organizations, self.region_key)
-        return len(organizations)
+    def _publish_and_index(self, organizations: list[dict]) -> None:
+        self._publish(organizations)
+        self.lists.add(organizations)
+        self.index.add(organizations, self.region_key)
+
+    def _lists_built(self) -> bool:
+        return self.meta.find_one({"_id": "lists"}) is not None
+
+    def _mark_lists_built(self) -> None:
+        self.meta.update_one({"_id": "lists"}, {"$set": {"built_at": now_utc()}}, upsert=True)
 
     def _save_position(self, token) -> None:
         if token is not None:
@@ -720,3 +849,4 @@ class OrganizationFollower:
                 pass
             self.stream = None
         self.index.catalog = None  # another follower may have merged runs meanwhile
+        self.lists.forget()

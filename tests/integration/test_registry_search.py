@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 
 from services.registry import domain, search
-from services.registry.store import SearchIndex
+from services.registry.store import ListIndex, SearchIndex
 from tests.integration.test_registry_api import ORGS, check_problem
 from tests.support.data import application, foundation_application, social_group_application
 from tests.support.stack import Stack, wait_until
@@ -118,6 +118,40 @@ def test_changes_reach_the_index(search_stack):
                timeout=20, message="the approval in the index")
     assert find(stack, status="registered")["total"] == len(expected(organizations, status="registered")) + 1
     assert submitted["id"] not in [i["id"] for i in find(stack, status="submitted")["items"]]
+
+
+def test_lists_without_q_are_read_from_blocks(search_stack, monkeypatch):
+    """Lists with filters only come from the list blocks (counts per block, the page from its blocks). With
+    blocks of two organizations every page and total crosses blocks; they equal the definition, before
+    and after changes that move organizations between filters."""
+    monkeypatch.setattr(ListIndex, "BLOCK", 2)
+    stack = search_stack
+    organizations = populate(stack)
+    db = stack.db("registry")
+    assert db[ListIndex.COUNTS].count_documents({}) == 5
+    assert sum(doc["size"] for doc in db[ListIndex.COUNTS].find()) == len(organizations)
+    officer = stack.client("registry", "officer")
+
+    def check(organizations):
+        for filters in ({}, {"status": "registered"}, {"status": "submitted"}, {"type": "social_group"},
+                        {"risk": "abnormal"}, {"status": "registered", "type": "social_group"}):
+            everything = expected(organizations, **filters)
+            for per_page in (1, 2, 3, 100):
+                for page in range(1, len(everything) // per_page + 3):
+                    body = officer.get(f"{ORGS}?{urlencode(filters | {'page': page, 'per_page': per_page})}").body
+                    assert body["total"] == len(everything), (filters, page, per_page)
+                    assert [i["id"] for i in body["items"]] == everything[(page - 1) * per_page:page * per_page], \
+                        (filters, page, per_page)
+
+    check(organizations)
+    submitted = [o for o in organizations if o["status"] == "submitted"]
+    assert officer.post(f"{ORGS}/{submitted[0]['id']}/approve").status == 200
+    assert officer.post(f"{ORGS}/{submitted[1]['id']}/reject", {"reason": "材料不全"}).status == 200
+    later = [stack.client("registry", "applicant", sub="wang").post(ORGS, application()).body for _ in range(3)]
+    now = [officer.get(f"{ORGS}/{o['id']}").body for o in organizations] + later
+    wait_until(lambda: indexed(stack, now), timeout=20, message="the changes in the index")
+    check(now)
+    assert db[ListIndex.COUNTS].count_documents({}) == 6  # the three new ones filled the last block and one more
 
 
 def test_public_register_search(search_stack):

@@ -167,3 +167,54 @@ def test_name_matches_asks_the_organization_itself():
     plan = search.plan("养老", region_key=REGION, area_code="310115", name_key=domain.name_key)
     assert search.name_matches(organization(1, "上海市浦东新区养老协会"), plan)
     assert not search.name_matches(organization(1, "上海市浦东新区集邮协会"), plan)
+
+
+# -- lists without q: blocks of consecutive ids with counts per code -----------------------------------------------
+STATES = [("submitted", "social_group", "none"), ("registered", "foundation", "none"),
+          ("registered", "social_group", "abnormal"), ("rejected", "social_service_agency", "none"),
+          ("deregistered", "social_group", "serious"), ("registered", "social_service_agency", "none")]
+
+
+def blocks_of(organizations: list[dict], size: int) -> dict[str, dict[str, str]]:
+    """Consecutive ids in blocks of `size`, keyed by each block's first id (the first block by "")."""
+    ordered = sorted(organizations, key=lambda o: o["_id"])
+    blocks = {}
+    for start in range(0, len(ordered), size):
+        key = "" if start == 0 else ordered[start]["_id"]
+        blocks[key] = {o["_id"]: search.entry(search.code_of(o["status"], o["type"], o["risk"]), o["version"])
+                       for o in ordered[start:start + size]}
+    return blocks
+
+
+def listed(blocks: dict[str, dict[str, str]], filters: search.Filters, skip: int, limit: int) -> tuple[int, list[str]]:
+    counts = [(key, search.packed_counts(entries)) for key, entries in blocks.items()]
+    total, needed, skip_in_first = search.blocks_of_page(counts, filters, skip=skip, limit=limit)
+    return total, search.page_of_blocks([blocks[b] for b in needed], filters, skip_in_first=skip_in_first,
+                                        limit=limit)
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 1000])
+def test_lists_from_blocks_equal_the_definition(size):
+    rng = random.Random(size)
+    organizations = []
+    for i in range(60):
+        status, org_type, risk = rng.choice(STATES)
+        organizations.append(organization(i, f"上海市浦东新区第{i}服务中心", status=status, org_type=org_type, risk=risk,
+                                          version=rng.randint(1, 9)))
+    blocks = blocks_of(organizations, size)
+    for filters in (search.Filters(), search.Filters(statuses=("registered",)),
+                    search.Filters(statuses=("registered", "deregistered")), search.Filters(types=("social_group",)),
+                    search.Filters(statuses=("registered",), risks=("abnormal",)), search.Filters(risks=("serious",)),
+                    search.Filters(statuses=("submitted",), types=("foundation",))):
+        matching = sorted((o["_id"] for o in organizations if filters.admit(o)), reverse=True)
+        for skip, limit in ((0, 20), (0, 100), (5, 4), (19, 20), (len(matching) - 1, 5), (len(matching), 5),
+                            (200, 20)):
+            assert listed(blocks, filters, max(skip, 0), limit) == (len(matching), matching[max(skip, 0):max(skip, 0) + limit]), \
+                (filters, skip, limit)
+
+
+def test_block_counts_follow_the_newest_entries():
+    entries = {"org_1": search.entry("sgn", 1), "org_2": search.entry("rgn", 3), "org_3": search.entry("rga", 2)}
+    assert search.packed_counts(entries) == "rga=1 rgn=1 sgn=1"
+    assert search.admitted_count("rga=1 rgn=1 sgn=1", search.Filters(statuses=("registered",)).codes()) == 2
+    assert search.admitted_count("", search.Filters().codes()) == 0
