@@ -409,8 +409,8 @@ def ensure_indexes(db: Database) -> None:
     db[RENEWALS].create_index([("organization_id", ASCENDING), ("status", ASCENDING)])
     db[REPORTS].create_index("organization_id")
     db[SWEEPS].create_index("idempotency", unique=True, sparse=True)
-    db[SearchIndex.RUNS].create_index("term", sparse=True)  # term runs
-    db[SearchIndex.RUNS].create_index("terms", sparse=True)  # batch runs
+    # Term runs hold one term, batch runs the list of theirs: one (multikey) index finds both.
+    db[SearchIndex.RUNS].create_index("term", sparse=True)
 
 
 # -- the search index ----------------------------------------------------------------------------------
@@ -429,9 +429,10 @@ class SearchIndex:
     Two kinds of run in one collection:
     - a *term run* `{_id, term, level, group, size, ids, entries}` holds one term's postings; a query
       finds its terms' runs through the index on `term`;
-    - a *batch run* `{_id, level: 0, terms: [...], size, p: [[term, ids, entries], ...]}` holds every term
-      of a small batch (a trickle of changes indexed as it comes), found through the multikey index on
-      `terms`: one insert per batch instead of one per term.
+    - a *batch run* `{_id, level: 0, term: [...], size, p: [[term, ids, entries], ...]}` holds every term
+      of a small batch (a trickle of changes indexed as it comes): one insert per batch instead of one
+      per term. Its `term` is the list of its terms, so the one (multikey) index on `term` finds both
+      kinds in one query.
     `ids` and `entries` are space-separated strings (neither ids nor entries contain spaces): a driver
     decodes two strings much faster than a document with thousands of fields, and splitting them is C.
     Batch runs are split into term runs once there are BATCH_RUNS of them or ENTRIES entries in them, and
@@ -458,26 +459,28 @@ class SearchIndex:
 
     # -- reading ----------------------------------------------------------------------------------
     def runs(self, terms: list[str]) -> dict[str, list[dict[str, str]]]:
-        """Every run of these terms: term -> [{organization id: entry}, ...]. Two indexed finds (SecantusDB
-        plans an `$or` as a full scan)."""
+        """Every run of these terms: term -> [{organization id: entry}, ...]. One indexed find."""
         by_term: dict[str, list[dict[str, str]]] = {term: [] for term in terms}
         if not terms:
             return by_term
         # No projections: SecantusDB applies them in Python, which costs more than sending the fields.
         for run in self.runs_collection.find({"term": {"$in": terms}}):
-            by_term[run["term"]].append(unpacked(run["ids"], run["entries"]))
-        for run in self.runs_collection.find({"terms": {"$in": terms}}):
-            for term, ids, entries in run["p"]:
-                if term in by_term:
-                    by_term[term].append(unpacked(ids, entries))
+            if "p" in run:  # a batch run
+                for term, ids, entries in run["p"]:
+                    if term in by_term:
+                        by_term[term].append(unpacked(ids, entries))
+            else:
+                by_term[run["term"]].append(unpacked(run["ids"], run["entries"]))
         return by_term
 
     # -- writing ----------------------------------------------------------------------------------
     def load_catalog(self) -> None:
         catalog: dict[str, list[RunInfo]] = {}
         batch_runs = []
-        for doc in self.runs_collection.find({}, {"term": 1, "level": 1, "group": 1, "size": 1}):
-            if "term" in doc:
+        for doc in self.runs_collection.find({}, {"term": 1, "terms": 1, "level": 1, "group": 1, "size": 1}):
+            if "terms" in doc:  # a batch run from before batch runs carried their terms in `term`
+                self.runs_collection.update_one({"_id": doc["_id"]}, {"$rename": {"terms": "term"}})
+            if "group" in doc:
                 catalog.setdefault(doc["term"], []).append(
                     RunInfo(doc["_id"], doc["term"], doc["level"], doc["group"], doc["size"]))
             else:
@@ -494,7 +497,7 @@ class SearchIndex:
         entries = sum(len(e) for e in postings.values())
         if len(organizations) <= self.SMALL_BATCH:
             run_id = uuid.uuid4().hex
-            self._swap([], [{"_id": run_id, "level": 0, "terms": list(postings), "size": entries,
+            self._swap([], [{"_id": run_id, "level": 0, "term": list(postings), "size": entries,
                              "p": [[term, *packed(e)] for term, e in postings.items()]}])
             self.batch_runs.append(RunInfo(run_id, "", 0, run_id, entries))
             if len(self.batch_runs) >= self.BATCH_RUNS or sum(r.size for r in self.batch_runs) >= self.ENTRIES:
