@@ -104,6 +104,7 @@ class RateLimiter(MemoryRateLimiter):
         self._slots: dict[str, _Slot] = {}
         self._flush_lock = threading.Lock()  # one flush at a time (the thread's, or an explicit one)
         self._flusher: threading.Thread | None = None
+        self._failures = 0  # flushes failed in a row
         self.collection.create_index("expires_at", expireAfterSeconds=0)
 
     def _count(self, bucket: str, client: str, window_start: int) -> int:
@@ -159,8 +160,12 @@ class RateLimiter(MemoryRateLimiter):
                     self._slots.clear()
                 return
             except PyMongoError as exc:
-                log.warning("rate limit counters not %s (%s); counting on in memory",
-                            "read back" if added else "written", exc)
+                self._failures += 1
+                # A database away for a moment is normal (a restart, a failover): said once it lasts.
+                (log.warning if self._failures == 5 else log.debug)(
+                    "rate limit counters not %s (%s); counting on in memory", "read back" if added else "written", exc)
+            else:
+                self._failures = 0
             with self._lock:
                 for key in watched:
                     slot = self._slots.get(key)

@@ -25,6 +25,8 @@ sweeps_blp = Blueprint("risk_sweeps", __name__, url_prefix="/api/v1/risk-sweeps"
 public_blp = Blueprint("public_register", __name__, url_prefix="/api/v1/public/organizations",
                        description="The public register: registered and deregistered organizations, no token")
 BLUEPRINTS = (blp, sweeps_blp, public_blp)
+# Argument schemas are given as instances: given a class, webargs builds a new schema (and its nested ones)
+# for every request.
 
 
 def visible_to_caller(organization: dict) -> dict:
@@ -63,7 +65,7 @@ def filters_of(args: dict, *, statuses=None) -> search.Filters:
 class Organizations(MethodView):
     @requires("applicant")
     @rate_limited("applications")
-    @blp.arguments(ApplicationSchema)
+    @blp.arguments(ApplicationSchema())
     @blp.response(201, OrganizationSchema)
     def post(self, application):
         """Apply online for registration (rate-limited per applicant: 429 with Retry-After)"""
@@ -71,7 +73,7 @@ class Organizations(MethodView):
                               idempotency=idempotency_key(application))
 
     @requires("applicant", "officer")
-    @blp.arguments(SearchArgs, location="query")
+    @blp.arguments(SearchArgs(), location="query")
     @blp.response(200, page_of(OrganizationSchema))
     def get(self, args):
         """Search organizations: `q` is a substring of the name or the start of the USCC (applicants: their own)"""
@@ -106,7 +108,7 @@ class Approve(MethodView):
 @blp.route("/<organization_id>/reject")
 class Reject(MethodView):
     @requires("officer")
-    @blp.arguments(ReasonSchema)
+    @blp.arguments(ReasonSchema())
     @blp.response(200, OrganizationSchema)
     def post(self, body, organization_id):
         """Reject a submitted application (its name becomes free again)"""
@@ -117,7 +119,7 @@ class Reject(MethodView):
 @blp.route("/<organization_id>/deregister")
 class Deregister(MethodView):
     @requires("officer")
-    @blp.arguments(ReasonSchema)
+    @blp.arguments(ReasonSchema())
     @blp.response(200, OrganizationSchema)
     def post(self, body, organization_id):
         """Deregister a registered organization (it stays on the public register, its name becomes free)"""
@@ -128,7 +130,7 @@ class Deregister(MethodView):
 @blp.route("/<organization_id>/term-renewals")
 class TermRenewals(MethodView):
     @requires("applicant")
-    @blp.arguments(RenewalRequestSchema)
+    @blp.arguments(RenewalRequestSchema())
     @blp.response(201, RenewalSchema)
     def post(self, body, organization_id):
         """File a term renewal (换届): from 6 months before the term ends, or any time after"""
@@ -137,7 +139,7 @@ class TermRenewals(MethodView):
                                     idempotency=idempotency_key(body))
 
     @requires("applicant", "officer")
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(PageArgs(), location="query")
     @blp.response(200, page_of(RenewalSchema))
     def get(self, args, organization_id):
         """The organization's term renewals, newest first"""
@@ -157,7 +159,7 @@ class ApproveRenewal(MethodView):
 @blp.route("/<organization_id>/term-renewals/<renewal_id>/reject")
 class RejectRenewal(MethodView):
     @requires("officer")
-    @blp.arguments(ReasonSchema)
+    @blp.arguments(ReasonSchema())
     @blp.response(200, RenewalSchema)
     def post(self, body, organization_id, renewal_id):
         """Reject a renewal (the organization may file another)"""
@@ -168,7 +170,7 @@ class RejectRenewal(MethodView):
 @blp.route("/<organization_id>/annual-reports")
 class AnnualReports(MethodView):
     @requires("applicant")
-    @blp.arguments(ReportRequestSchema)
+    @blp.arguments(ReportRequestSchema())
     @blp.response(201, ReportSchema)
     def post(self, body, organization_id):
         """File the annual report for a finished year (one per year); clears that year's missing-report flag"""
@@ -177,7 +179,7 @@ class AnnualReports(MethodView):
                                    idempotency=idempotency_key(body))
 
     @requires("applicant", "officer")
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(PageArgs(), location="query")
     @blp.response(200, page_of(ReportSchema))
     def get(self, args, organization_id):
         """The organization's annual reports, newest year first"""
@@ -188,7 +190,7 @@ class AnnualReports(MethodView):
 @blp.route("/<organization_id>/risk-flags")
 class RiskFlags(MethodView):
     @requires("officer")
-    @blp.arguments(FlagRequestSchema)
+    @blp.arguments(FlagRequestSchema())
     @blp.response(201, FlagSchema)
     def post(self, body, organization_id):
         """Put a registered organization on the abnormal or the serious list"""
@@ -196,7 +198,7 @@ class RiskFlags(MethodView):
                                   idempotency=idempotency_key(body))
 
     @requires("applicant", "officer")
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(PageArgs(), location="query")
     @blp.response(200, page_of(FlagSchema))
     def get(self, args, organization_id):
         """The organization's risk-flag history, newest first"""
@@ -209,7 +211,7 @@ class RiskFlags(MethodView):
 @blp.route("/<organization_id>/risk-flags/<flag_id>/clear")
 class ClearFlag(MethodView):
     @requires("officer")
-    @blp.arguments(ReasonSchema)
+    @blp.arguments(ReasonSchema())
     @blp.response(200, FlagSchema)
     def post(self, body, organization_id, flag_id):
         """Clear a flag (a serious one only 2 years after it was raised)"""
@@ -219,7 +221,7 @@ class ClearFlag(MethodView):
 @sweeps_blp.route("")
 class RiskSweeps(MethodView):
     @requires("officer")
-    @sweeps_blp.arguments(SweepRequestSchema)
+    @sweeps_blp.arguments(SweepRequestSchema())
     @sweeps_blp.response(201, SweepSchema)
     def post(self, body):
         """Run the automatic risk rules as of a date (not after today). Idempotent by rule: a second sweep
@@ -229,7 +231,7 @@ class RiskSweeps(MethodView):
 
 @public_blp.route("")
 class PublicOrganizations(MethodView):
-    @public_blp.arguments(PublicSearchArgs, location="query")
+    @public_blp.arguments(PublicSearchArgs(), location="query")
     @public_blp.response(200, page_of(PublicOrganizationSchema))
     def get(self, args):
         """Search the public register (no token): registered and deregistered organizations"""
