@@ -587,7 +587,9 @@ class ListIndex:
     BLOCK organizations; an organization changing only changes its entry in its block. A list reads every
     counts document (BLOCK = 5,000: 200 at a million organizations) and the block or two its page lies
     in. Written by the follower only (one writer, under its lease); each block with its counts in one
-    transaction. Entries are versioned, so applying a version twice changes nothing.
+    transaction, guarded by the block's revision: a writer whose view is stale (another follower wrote
+    meanwhile, after a lease handover) fails instead of overwriting, and its batch is read again. Entries
+    are versioned, so applying a version twice changes nothing.
     """
 
     BLOCKS = "list_blocks"
@@ -600,6 +602,7 @@ class ListIndex:
         self.counts = db[self.COUNTS]
         self.directory: list[str] | None = None  # the writer's view: every block's first id, in order
         self.last_high: str = ""  # the highest id in the last block
+        self.revisions: dict[str, int] = {}  # the revision of each block this writer read (0: a new block)
 
     # -- reading ----------------------------------------------------------------------------------
     def page(self, filters: search.Filters, *, skip: int, limit: int) -> search.Answer:
@@ -617,6 +620,8 @@ class ListIndex:
         """Apply a batch of organization versions (any order, repeats harmless)."""
         if not organizations:
             return
+        if self.directory and self.counts.find_one({"_id": {"$gt": self.directory[-1]}}) is not None:
+            self.forget()  # another follower opened a block since this one looked
         if self.directory is None:
             self._load()
         touched: dict[str, dict[str, str]] = {}
@@ -639,7 +644,7 @@ class ListIndex:
     def _block_of(self, org_id: str, touched: dict[str, dict[str, str]]) -> str:
         if not self.directory:
             self.directory.append("")
-            touched[""] = {}
+            touched[""], self.revisions[""] = {}, 0
             return ""
         block = self.directory[bisect.bisect_right(self.directory, org_id) - 1]
         if block == self.directory[-1] and org_id > self.last_high:
@@ -648,7 +653,7 @@ class ListIndex:
                 entries = touched[block] = self._entries(block)
             if len(entries) >= self.BLOCK:  # the last block is full: a newer id opens the next one
                 self.directory.append(org_id)
-                touched[org_id] = {}
+                touched[org_id], self.revisions[org_id] = {}, 0
                 self.last_high = org_id
                 return org_id
         return block
@@ -664,23 +669,45 @@ class ListIndex:
 
     def _entries(self, block: str) -> dict[str, str]:
         doc = self.blocks.find_one({"_id": block})
+        self.revisions[block] = doc.get("rev", 0) if doc is not None else 0
         return unpacked(doc["ids"], doc["entries"]) if doc is not None else {}
 
     def _write(self, block: str, entries: dict[str, str]) -> None:
         ordered = dict(sorted(entries.items()))
         ids, values = packed(ordered)
+        revision = self.revisions.get(block, 0)
 
         def work(session):
-            self.blocks.replace_one({"_id": block}, {"_id": block, "ids": ids, "entries": values}, upsert=True,
-                                    session=session)
+            document = {"_id": block, "ids": ids, "entries": values, "rev": revision + 1}
+            if revision == 0:
+                try:
+                    self.blocks.insert_one(document, session=session)
+                except DuplicateKeyError:
+                    raise StaleListBlock(block) from None
+            elif self.blocks.replace_one({"_id": block, "rev": revision}, document,
+                                         session=session).matched_count != 1:
+                raise StaleListBlock(block)
             self.counts.replace_one({"_id": block}, {"_id": block, "counts": search.packed_counts(ordered),
                                                      "size": len(ordered)}, upsert=True, session=session)
 
-        run_in_transaction(self.db.client, work, deadline_seconds=60.0)
+        try:
+            run_in_transaction(self.db.client, work, deadline_seconds=60.0)
+        except StaleListBlock:
+            self.forget()
+            raise
+        self.revisions[block] = revision + 1
 
     def forget(self) -> None:
         """Drop the writer's view (another follower may have written meanwhile)."""
         self.directory = None
+        self.revisions = {}
+
+
+class StaleListBlock(PyMongoError):
+    """A list block changed since this writer read it: the follower closes and reads its batch again."""
+
+    def __init__(self, block: str):
+        super().__init__(f"the list block {block!r} was written by another follower meanwhile")
 
 
 class OrganizationFollower:

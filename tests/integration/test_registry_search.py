@@ -232,3 +232,35 @@ def test_batch_runs_of_the_earlier_format_are_found_after_the_writer_loads(stack
     assert index.runs(["养老"])["养老"] == []
     SearchIndex(stack.db("registry")).load_catalog()
     assert index.runs(["养老"])["养老"] == [{"org_0001": search.organization_entries(document, region)["养老"]}]
+
+
+def test_list_blocks_stay_a_partition_with_two_writers(stack, monkeypatch):
+    """Two followers writing in turn (as around a lease handover): every organization is in the one block
+    its id belongs to, and a writer whose view of a block is stale fails instead of overwriting it."""
+    from pymongo.errors import PyMongoError
+
+    monkeypatch.setattr(ListIndex, "BLOCK", 2)
+    db = stack.db("registry")
+    first, second = ListIndex(db), ListIndex(db)
+
+    def org(n: int, version: int = 1, status: str = "submitted") -> dict:
+        return {"_id": f"org_{n:04d}", "status": status, "type": "social_group", "risk": "none", "version": version}
+
+    first.add([org(1), org(2)])
+    second.add([org(3)])  # the first block is full: a new one
+    first.add([org(4), org(5)])  # fills the second writer's block, then opens a third
+    second.add([org(1, 2, "registered")])
+    assert sorted(doc["_id"] for doc in db[ListIndex.COUNTS].find()) == ["", "org_0003", "org_0005"]
+    everything = first.page(search.Filters(), skip=0, limit=10)
+    assert (everything.total, everything.ids) == (5, [f"org_{n:04d}" for n in (5, 4, 3, 2, 1)])
+    assert second.page(search.Filters(statuses=("registered",)), skip=0, limit=10).ids == ["org_0001"]
+
+    # A view gone stale between reading a block and writing it is refused, and the writer starts afresh.
+    stale = ListIndex(db)
+    stale._load()
+    entries = stale._entries("")
+    second.add([org(2, 2, "registered")])
+    with pytest.raises(PyMongoError):
+        stale._write("", {**entries, "org_0001": search.entry("sgn", 9)})
+    assert stale.directory is None
+    assert first.page(search.Filters(statuses=("registered",)), skip=0, limit=10).ids == ["org_0002", "org_0001"]
