@@ -7,9 +7,12 @@ error, request ids and JSON logs, security headers, `/healthz`, `/readyz` and `/
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http
 import json
 import logging
+import re
 import socket
 import time
 import uuid
@@ -177,6 +180,17 @@ SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+
+def docs_csp(html: str) -> str:
+    """The Swagger UI page's policy: its scripts and styles from the CDN only, its one inline script by hash
+    (so no other inline script runs), the OpenAPI document from this service, and never in a frame."""
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+                      for body in INLINE_SCRIPT.findall(html))
+    return (f"default-src 'none'; script-src {SWAGGER_UI_CDN} {hashes}; style-src {SWAGGER_UI_CDN} 'unsafe-inline'; "
+            f"img-src 'self' data: {SWAGGER_UI_CDN}; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'none'")
 
 
 def _install_request_hooks(app: Flask, ctx: ServiceContext) -> None:
@@ -193,7 +207,9 @@ def _install_request_hooks(app: Flask, ctx: ServiceContext) -> None:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        if request.path != "/docs":
+        if request.path == "/docs" and response.status_code == 200:
+            response.headers.setdefault("Content-Security-Policy", docs_csp(response.get_data(as_text=True)))
+        else:
             response.headers.setdefault("Content-Security-Policy", API_CSP)
         if request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")

@@ -5,7 +5,9 @@ endpoints, documents, pages and static files.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import io
 import json
 import re
@@ -14,7 +16,7 @@ import pytest
 
 from services.portal.app import create_app as create_portal
 from shared import infra
-from shared.web import MAX_BODY_BYTES
+from shared.web import MAX_BODY_BYTES, SWAGGER_UI_CDN
 from tests.security.openapi import operations
 from tests.support.data import application
 from tests.support.stack import SERVICES
@@ -142,11 +144,25 @@ def test_every_service_response_carries_the_security_headers(stack, service):
         missing = {name: value for name, value in SERVICE_HEADERS.items() if response.headers.get(name) != value}
         assert missing == {}, f"{service} {label} ({response.status_code}) lacks {missing}"
         assert response.headers.get("X-Request-ID"), label
-        if response.request.path != "/docs":  # Swagger UI loads its script from a CDN (see the report)
-            assert "frame-ancestors 'none'" in response.headers.get("Content-Security-Policy", ""), label
+        assert "frame-ancestors 'none'" in response.headers.get("Content-Security-Policy", ""), label
         if response.request.path.startswith("/api/"):
             assert response.headers.get("Cache-Control") == "no-store", label
     assert {200, 400, 401, 403, 404, 405, 413, 422} <= statuses, statuses
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_docs_page_runs_only_its_own_inline_script_and_the_cdn(stack, service):
+    """/docs is the one HTML page of a service: its policy allows Swagger UI from the CDN and the page's own
+    inline script by its hash, and nothing else (an injected inline script would not match the hash)."""
+    response = stack.app(service).test_client().get("/docs")
+    policy = dict(part.strip().split(" ", 1) for part in response.headers["Content-Security-Policy"].split(";"))
+    inline = re.findall(r"<script>(.*?)</script>", response.get_data(as_text=True), re.S)
+    assert len(inline) == 1
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    assert policy["script-src"].split() == [SWAGGER_UI_CDN, f"'sha256-{digest}'"]
+    assert "'unsafe-inline'" not in policy["script-src"] and "'unsafe-eval'" not in policy["script-src"]
+    assert policy["default-src"] == "'none'" and policy["connect-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
 
 
 def test_rate_limited_and_unavailable_answers_carry_them_too(servers):
