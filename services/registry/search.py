@@ -315,12 +315,18 @@ def blocks_of_page(counts: list[tuple[str, str]], filters: Filters, *, skip: int
     return total, needed, skip_in_first
 
 
-def page_of_blocks(blocks: list[dict[str, str]], filters: Filters, *, skip_in_first: int, limit: int) -> list[str]:
-    """The page from its blocks (newest first, as `blocks_of_page` named them): ids newest first."""
+def page_of_blocks(blocks: list[tuple[list[str], list[str]]], filters: Filters, *, skip_in_first: int,
+                   limit: int) -> list[str]:
+    """The page from its blocks (newest first, as `blocks_of_page` named them), each block as its ids in
+    ascending order and their entries: ids newest first. Walks each block from its newest end, so a page
+    costs what it skips and returns, not the size of the block."""
     admitted = filters.codes()
     ids: list[str] = []
-    for entries in blocks:
-        ids += sorted((org_id for org_id, value in entries.items() if value[:3] in admitted), reverse=True)
-        if len(ids) >= skip_in_first + limit:
-            break
-    return ids[skip_in_first:skip_in_first + limit]
+    wanted = skip_in_first + limit
+    for block_ids, values in blocks:
+        for i in range(len(block_ids) - 1, -1, -1):
+            if values[i][:3] in admitted:
+                ids.append(block_ids[i])
+                if len(ids) >= wanted:
+                    return ids[skip_in_first:]
+    return ids[skip_in_first:]

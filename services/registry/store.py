@@ -611,7 +611,9 @@ class ListIndex:
         if not needed:
             return search.Answer(total=total)
         by_id = {doc["_id"]: doc for doc in self.blocks.find({"_id": {"$in": needed}})}
-        blocks = [unpacked(by_id[b]["ids"], by_id[b]["entries"]) for b in needed if b in by_id]
+        # A block's ids are written in ascending order (_write), so the page is read off its end.
+        blocks = [(by_id[b]["ids"].split(" "), by_id[b]["entries"].split(" ")) for b in needed
+                  if b in by_id and by_id[b]["ids"]]
         return search.Answer(total=total, ids=search.page_of_blocks(blocks, filters, skip_in_first=skip_in_first,
                                                                     limit=limit))
 

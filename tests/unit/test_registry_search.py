@@ -189,8 +189,8 @@ def blocks_of(organizations: list[dict], size: int) -> dict[str, dict[str, str]]
 def listed(blocks: dict[str, dict[str, str]], filters: search.Filters, skip: int, limit: int) -> tuple[int, list[str]]:
     counts = [(key, search.packed_counts(entries)) for key, entries in blocks.items()]
     total, needed, skip_in_first = search.blocks_of_page(counts, filters, skip=skip, limit=limit)
-    return total, search.page_of_blocks([blocks[b] for b in needed], filters, skip_in_first=skip_in_first,
-                                        limit=limit)
+    as_lists = [(sorted(blocks[b]), [blocks[b][i] for i in sorted(blocks[b])]) for b in needed]
+    return total, search.page_of_blocks(as_lists, filters, skip_in_first=skip_in_first, limit=limit)
 
 
 @pytest.mark.parametrize("size", [1, 3, 7, 1000])
