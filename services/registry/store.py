@@ -583,8 +583,9 @@ class ListIndex:
     `list_blocks` holds blocks of consecutive organization ids `{_id: first id, ids, entries}` (packed as
     the search runs are), `list_counts` each block's count per code `{_id: first id, counts, size}`. Blocks
     partition the ids: a block covers from its first id to the next block's (the first block from ""). New
-    organizations (ids grow with time) fill the last block and then open a new one, so blocks keep about
-    BLOCK organizations; an organization changing only changes its entry in its block. A list reads every
+    organizations (ids grow with time) fill the last block and then open a new one; a block that older ids
+    arriving late (an import of earlier records) grow past twice BLOCK is split. So blocks keep BLOCK to
+    2 x BLOCK organizations; an organization changing only changes its entry in its block. A list reads every
     counts document (BLOCK = 5,000: 200 at a million organizations) and the block or two its page lies
     in. Written by the follower only (one writer, under its lease); each block with its counts in one
     transaction, guarded by the block's revision: a writer whose view is stale (another follower wrote
@@ -675,22 +676,30 @@ class ListIndex:
         return unpacked(doc["ids"], doc["entries"]) if doc is not None else {}
 
     def _write(self, block: str, entries: dict[str, str]) -> None:
-        ordered = dict(sorted(entries.items()))
-        ids, values = packed(ordered)
+        """Write a block and its counts. A block grown past twice BLOCK (organizations arriving with older
+        ids than the newest block's, as an import of earlier records does) is split into blocks of BLOCK,
+        in the same transaction: the first part keeps the block's id, each other part is a new block
+        starting at its first id."""
+        ordered = sorted(entries.items())
+        size = self.BLOCK if len(ordered) > 2 * self.BLOCK else len(ordered) or 1
+        parts = [dict(ordered[i:i + size]) for i in range(0, len(ordered), size)] or [{}]
+        firsts = [block] + [next(iter(part)) for part in parts[1:]]
         revision = self.revisions.get(block, 0)
 
         def work(session):
-            document = {"_id": block, "ids": ids, "entries": values, "rev": revision + 1}
-            if revision == 0:
-                try:
-                    self.blocks.insert_one(document, session=session)
-                except DuplicateKeyError:
-                    raise StaleListBlock(block) from None
-            elif self.blocks.replace_one({"_id": block, "rev": revision}, document,
-                                         session=session).matched_count != 1:
-                raise StaleListBlock(block)
-            self.counts.replace_one({"_id": block}, {"_id": block, "counts": search.packed_counts(ordered),
-                                                     "size": len(ordered)}, upsert=True, session=session)
+            for n, (first, part) in enumerate(zip(firsts, parts)):
+                ids, values = packed(part)
+                document = {"_id": first, "ids": ids, "entries": values, "rev": revision + 1 if n == 0 else 1}
+                if n > 0 or revision == 0:
+                    try:
+                        self.blocks.insert_one(document, session=session)
+                    except DuplicateKeyError:
+                        raise StaleListBlock(first) from None
+                elif self.blocks.replace_one({"_id": first, "rev": revision}, document,
+                                             session=session).matched_count != 1:
+                    raise StaleListBlock(first)
+                self.counts.replace_one({"_id": first}, {"_id": first, "counts": search.packed_counts(part),
+                                                         "size": len(part)}, upsert=True, session=session)
 
         try:
             run_in_transaction(self.db.client, work, deadline_seconds=60.0)
@@ -698,6 +707,9 @@ class ListIndex:
             self.forget()
             raise
         self.revisions[block] = revision + 1
+        for first in firsts[1:]:
+            bisect.insort(self.directory, first)
+            self.revisions[first] = 1
 
     def forget(self) -> None:
         """Drop the writer's view (another follower may have written meanwhile)."""

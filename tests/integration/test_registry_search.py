@@ -264,3 +264,28 @@ def test_list_blocks_stay_a_partition_with_two_writers(stack, monkeypatch):
         stale._write("", {**entries, "org_0001": search.entry("sgn", 9)})
     assert stale.directory is None
     assert first.page(search.Filters(statuses=("registered",)), skip=0, limit=10).ids == ["org_0002", "org_0001"]
+
+
+def test_a_list_block_grown_by_older_ids_is_split(stack, monkeypatch):
+    """Organizations arriving with ids older than the newest block's (an import of earlier records) go to
+    the block their ids belong to; once it holds more than twice BLOCK it is split, and the pages stay
+    newest first."""
+    monkeypatch.setattr(ListIndex, "BLOCK", 2)
+    db = stack.db("registry")
+    index = ListIndex(db)
+
+    def org(n: int) -> dict:
+        return {"_id": f"org_{n:04d}", "status": "registered", "type": "foundation", "risk": "none", "version": 1}
+
+    index.add([org(n) for n in (50, 51, 52)])  # blocks "" (50, 51) and "org_0052"
+    index.add([org(n) for n in range(1, 12)])  # eleven older ids: all in block ""
+    sizes = {doc["_id"]: doc["size"] for doc in db[ListIndex.COUNTS].find()}
+    assert sum(sizes.values()) == 14 and max(sizes.values()) <= 2 * ListIndex.BLOCK and len(sizes) >= 6
+    firsts = sorted(sizes)
+    for first, following in zip(firsts, firsts[1:] + [None]):  # every block holds its own range of ids
+        ids = db[ListIndex.BLOCKS].find_one({"_id": first})["ids"].split(" ")
+        assert all(i >= first and (following is None or i < following) for i in ids), first
+    expected_ids = [f"org_{n:04d}" for n in (52, 51, 50, *range(11, 0, -1))]
+    for skip in range(0, 15, 3):
+        answer = ListIndex(db).page(search.Filters(statuses=("registered",)), skip=skip, limit=3)
+        assert (answer.total, answer.ids) == (14, expected_ids[skip:skip + 3])
