@@ -42,6 +42,10 @@ DEAD_LETTERS = "dead_letters"
 Handler = Callable[[ClientSession, dict], None]
 
 
+class _GroupStuck(Exception):
+    """The consumer has had no partitions for longer than a join takes."""
+
+
 @dataclass
 class Decoded:
     message: object  # kafka ConsumerRecord
@@ -52,7 +56,7 @@ class Decoded:
 class Consumer:
     def __init__(self, *, client: MongoClient, db: Database, kafka: KafkaLink, group_id: str,
                  topics: list[str], handlers: dict[str, Handler], max_attempts: int = 5,
-                 backoff_seconds: float = 0.2, offsets_check_seconds: float = 2.0):
+                 backoff_seconds: float = 0.2, offsets_check_seconds: float = 2.0, join_timeout_seconds: float = 20.0):
         self.client = client
         self.db = db
         self.kafka = kafka
@@ -62,6 +66,8 @@ class Consumer:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.offsets_check_seconds = offsets_check_seconds
+        # A join normally takes one session (6 s) at most, after a member died without leaving.
+        self.join_timeout_seconds = join_timeout_seconds
         self.processed = db[PROCESSED]
         self.dead_letters = db[DEAD_LETTERS]
         # Set once the group has given this consumer its partitions (the join takes seconds on Tansu).
@@ -76,10 +82,14 @@ class Consumer:
                 consumer = self.kafka.consumer(self.group_id, self.topics)
                 committed: dict[TopicPartition, int] = {}
                 next_check = time.monotonic() + self.offsets_check_seconds
+                unassigned_since = time.monotonic()
                 while not stop.is_set():
                     batches = consumer.poll(timeout_ms=200)
                     if consumer.assignment():
                         self.assigned.set()
+                        unassigned_since = time.monotonic()
+                    elif time.monotonic() - unassigned_since > self.join_timeout_seconds:
+                        raise _GroupStuck()
                     if batches:
                         # One transaction and one offset commit for everything the poll returned, whichever
                         # partitions it came from: a key lives in one partition, so its order is kept.
@@ -92,15 +102,35 @@ class Consumer:
                     if time.monotonic() >= next_check:
                         self._rewind_if_broker_forgot(consumer, committed)
                         next_check = time.monotonic() + self.offsets_check_seconds
+            except _GroupStuck:
+                self._close(consumer)
+                consumer = None
+                self._reset_group()
             except (KafkaError, PyMongoError, OSError, Unavailable) as exc:
                 log.warning("consumer %s restarting after: %s", self.group_id, exc)
                 stop.wait(1.0)
             finally:
-                if consumer is not None:
-                    try:
-                        consumer.close(autocommit=False)
-                    except Exception:  # noqa: BLE001 - a broken consumer may fail to close
-                        pass
+                self._close(consumer)
+
+    @staticmethod
+    def _close(consumer) -> None:
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False)
+            except Exception:  # noqa: BLE001 - a broken consumer may fail to close
+                pass
+
+    def _reset_group(self) -> None:
+        """No partitions for longer than a join takes: the group may be held by a dead member (see
+        KafkaLink.reset_group), so start it afresh with its committed offsets; this consumer joins again."""
+        try:
+            offsets = self.kafka.reset_group(self.group_id, reason=f"no assignment in {self.join_timeout_seconds:.0f} s")
+        except KafkaError as exc:
+            log.warning("consumer %s: resetting its group failed: %s", self.group_id, exc)
+            return
+        if offsets is not None:
+            log.warning("consumer %s had no partitions for %.0f s; started its group afresh with %d committed "
+                        "offsets", self.group_id, self.join_timeout_seconds, len(offsets))
 
     def _rewind_if_broker_forgot(self, consumer, committed: dict) -> None:
         """A broker that restarted without its data (Tansu keeps it in memory) has lost our committed offsets,

@@ -10,10 +10,18 @@ import logging
 import threading
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import MemberToRemove, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 log = logging.getLogger("socorg.kafka")
+
+
+class _AdminClient(KafkaAdminClient):
+    def _process_acl_operations(self, obj):
+        # Tansu answers DescribeGroups with operation codes kafka-python cannot name (and raises on); we never
+        # read them.
+        obj.pop("authorized_operations", None)
+        return obj
 
 
 class KafkaLink:
@@ -47,7 +55,7 @@ class KafkaLink:
     def admin(self) -> KafkaAdminClient:
         with self._lock:
             if self._admin is None:
-                self._admin = KafkaAdminClient(
+                self._admin = _AdminClient(
                     bootstrap_servers=self.bootstrap_servers,
                     client_id=f"{self.client_id}-admin",
                     request_timeout_ms=5000,
@@ -77,6 +85,30 @@ class KafkaLink:
                 return topic_id
         return None
 
+    def reset_group(self, group_id: str, reason: str) -> dict | None:
+        """Start the consumer group afresh with the offsets it had committed; return those offsets, or None
+        when the group was working (stable) and was left alone.
+
+        Tansu can keep a member killed with kill -9 as the group's leader for good: each rebalance elects the
+        dead member again and waits for its assignment, which never comes, so no live consumer gets a
+        partition (measured: minutes, without end; removing the members does not help). Deleting the group
+        clears that state; its committed offsets are written back to the empty group, so nothing is read
+        again that was not read again anyway. Live members join the new group within a session."""
+        admin = self.admin()
+        description = admin.describe_groups([group_id]).get(group_id) or {}
+        if description.get("group_state") == "Stable":
+            return None  # a working group whose members hold every partition (more members than partitions)
+        offsets = admin.list_group_offsets({group_id: None}).get(group_id) or {}
+        members = [MemberToRemove(member_id=member["member_id"], reason=reason)
+                   for member in description.get("members") or []]
+        if members:
+            admin.remove_group_members(group_id, members)
+        admin.delete_groups([group_id])
+        kept = {partition: offset for partition, offset in offsets.items() if offset.offset >= 0}
+        if kept:
+            admin.alter_group_offsets(group_id, kept)
+        return kept
+
     def consumer(self, group_id: str, topics: list[str], **overrides) -> KafkaConsumer:
         options = dict(
             bootstrap_servers=self.bootstrap_servers,
@@ -87,6 +119,10 @@ class KafkaLink:
             auto_offset_reset="earliest",
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
+            # Also the rebalance timeout: how long a rebalance waits for the group's members to rejoin. A
+            # member killed with kill -9 never does; Kafka's default of 5 minutes would hold the group (and
+            # the consumer replacing it) that long. A batch is applied well within this between polls.
+            max_poll_interval_ms=30000,
             fetch_max_wait_ms=50,
             max_poll_records=500,
             request_timeout_ms=10000,
