@@ -49,8 +49,7 @@ class BenchStack:
         return infra.child_env(**env)
 
     def gunicorn(self, name: str, app: str, port: int, workers: int = 2, threads: int = 8) -> None:
-        argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                "--threads", str(threads), "--worker-class", "gthread", "--no-control-socket", app]
+        argv = infra.gunicorn_argv(app, port, workers=workers, threads=threads, name=name)
         process = infra.ManagedProcess(name, argv, port, self.logs / f"{name}.log", env=self.env()).start()
         self.processes.append(process)
         infra.wait_for_port(port, 60)

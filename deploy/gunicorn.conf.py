@@ -25,7 +25,7 @@ threads = _settings.web_threads
 # Kubernetes sends SIGTERM after removing the pod from the Service; in-flight requests get this long.
 graceful_timeout = 20
 timeout = 30
-keepalive = 5
+keepalive = 75  # longer than the ingress keeps idle upstream connections (see shared/infra.py)
 
 # The root filesystem is read-only in Kubernetes; worker heartbeats go to memory.
 worker_tmp_dir = "/dev/shm"

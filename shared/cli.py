@@ -151,12 +151,8 @@ def _web_server(settings: Settings, name: str, env: dict, log_dir: Path):
     from shared import infra
 
     port = settings.port_of(name)
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    argv = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(settings.web_workers),
-            "--threads", str(settings.web_threads), "--worker-class", "gthread",
-            "--graceful-timeout", "5", "--name", f"socorg-{name}",
-            # Each gunicorn would otherwise claim the same control socket under $HOME.
-            "--no-control-socket", f"services.{name}.app:create_app()"]
+    argv = infra.gunicorn_argv(f"services.{name}.app:create_app()", port, workers=settings.web_workers,
+                               threads=settings.web_threads, name=name)
     return infra.ManagedProcess(f"{name}-web", argv, port, log_dir / f"{name}-web.log", env=env).start()
 
 

@@ -119,6 +119,23 @@ def start_broker(port: int, log_dir: Path, timeout: float = 20.0) -> ManagedProc
     return process
 
 
+# Longer than any client's or proxy's idle time between two requests on one connection: a server that closes
+# an idle keep-alive connection can meet a request already on its way (the client sees "connection reset" on a
+# POST it cannot safely resend). gunicorn's default is 2 s; proxies keep upstream connections about 60 s.
+WEB_KEEPALIVE_SECONDS = 75
+
+
+def gunicorn_argv(app: str, port: int, *, workers: int, threads: int, name: str,
+                  host: str = "127.0.0.1") -> list[str]:
+    """The command line of a web process, the same for `socorg up`, the fault scenarios and the benchmarks
+    (deploy/gunicorn.conf.py holds the same settings for the containers)."""
+    return [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"{host}:{port}",
+            "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
+            "--keep-alive", str(WEB_KEEPALIVE_SECONDS), "--graceful-timeout", "5", "--name", f"socorg-{name}",
+            # Each gunicorn would otherwise claim the same control socket under $HOME.
+            "--no-control-socket", app]
+
+
 def child_env(**settings: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({k: str(v) for k, v in settings.items()})

@@ -87,10 +87,8 @@ class FaultSystem:
         self.logs.mkdir(parents=True)
 
     def _gunicorn(self, service: str) -> infra.ManagedProcess:
-        argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.ports[service]}",
-                "--workers", str(self.settings.web_workers), "--threads", str(self.settings.web_threads),
-                "--worker-class", "gthread", "--graceful-timeout", "5", "--no-control-socket",
-                f"services.{service}.app:create_app()"]
+        argv = infra.gunicorn_argv(f"services.{service}.app:create_app()", self.ports[service], name=service,
+                                   workers=self.settings.web_workers, threads=self.settings.web_threads)
         return infra.ManagedProcess(f"{service}-web", argv, self.ports[service], self.logs / f"{service}-web.log",
                                     env=self.stack.env()).start()
 
