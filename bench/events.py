@@ -92,6 +92,7 @@ def bench_system(rate: float, seconds: float) -> dict:
             if response.status_code != 200:
                 errors.append(f"{response.status_code} {response.text[:160]}")
 
+        ops_before = client.admin.command("serverStatus")["opcounters"]
         start = time.perf_counter() + 0.2
         with ThreadPoolExecutor(32) as pool:
             for i, organization_id in enumerate(ids):
@@ -104,12 +105,17 @@ def bench_system(rate: float, seconds: float) -> dict:
                   f"{fund_orgs.count_documents({'status': 'registered'})} registered; {len(errors)} errors)")
             for error in sorted(set(errors))[:5]:
                 print(f"  error response: {error}")
+        ops_after = client.admin.command("serverStatus")["opcounters"]
+        # The database is the shared resource every step waits on: how many operations one approval costs it
+        # (the web request, the relay, the search follower, the fund consumer, and this bench's change stream).
+        ops = {name: (ops_after[name] - ops_before.get(name, 0)) / count for name in ops_after}
         latencies = [(seen[i] - sent[i]) * 1000 for i in ids]
         responses = [(answered[i] - sent[i]) * 1000 for i in ids]
         elapsed = max(seen.values()) - start
         return {"count": count, "errors": len(errors), "p50_ms": percentile(latencies, 50),
                 "p99_ms": percentile(latencies, 99), "max_ms": max(latencies), "throughput": count / elapsed,
-                "approve_p50_ms": percentile(responses, 50), "approve_p99_ms": percentile(responses, 99)}
+                "approve_p50_ms": percentile(responses, 50), "approve_p99_ms": percentile(responses, 99),
+                "db_ops": ops}
     finally:
         stack.stop()
 
@@ -158,6 +164,7 @@ def main() -> None:
     print(f"  of which the approve request itself: p50 {system['approve_p50_ms']:.1f} ms,"
           f" p99 {system['approve_p99_ms']:.1f} ms")
     print(f"  throughput {system['throughput']:.1f} approvals/s end to end, {system['errors']} error responses")
+    print("  database operations per approval: " + ", ".join(f"{name} {n:.1f}" for name, n in system["db_ops"].items()))
     print(f"bare broker, {bare['count']} messages produced then consumed (kafka-python, no services):")
     print(f"  produce {bare['produce_per_s']:.0f} msg/s, produce+consume {bare['end_to_end_per_s']:.0f} msg/s,"
           f" latency p50 {bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} ms")
