@@ -46,6 +46,18 @@ def issue_token(secret: str, *, sub: str, role: str, org: str | None = None, ttl
 
 def decode_token(secret: str, token: str) -> Principal:
     """Verify signature, expiry and claims; raise Unauthorized saying what is wrong."""
+    principal, expires = _verified(secret, token)
+    if time.time() >= expires:  # a token verified earlier may have expired since
+        raise Unauthorized("the token has expired")
+    return principal
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(secret: str, token: str) -> tuple[Principal, float]:
+    """The token's principal and expiry, verified once per process: a client sends the same token with each
+    request, and checking its signature and claims again cost as much as a small request's own work. Only
+    valid tokens are kept (a failure raises, which the cache does not remember); the expiry is checked on
+    every use by decode_token."""
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "role", "exp"]})
     except jwt.ExpiredSignatureError:
@@ -61,7 +73,7 @@ def decode_token(secret: str, token: str) -> Principal:
         raise Unauthorized("the token's sub is empty")
     if org is not None and not isinstance(org, str):
         raise Unauthorized("the token's org must be a string")
-    return Principal(sub=sub, role=role, org=org)
+    return Principal(sub=sub, role=role, org=org), float(claims["exp"])
 
 
 def principal_from_request() -> Principal:

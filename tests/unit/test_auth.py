@@ -39,3 +39,21 @@ def claims(**kw):
 def test_bad_tokens_are_refused_with_a_reason(make_token, reason):
     with pytest.raises(Unauthorized, match=reason):
         decode_token(SECRET, make_token())
+
+
+def test_a_token_accepted_once_is_refused_after_it_expires(monkeypatch):
+    """Verified tokens are remembered per process; their expiry is still checked on every use."""
+    issued = time.time()
+    token = issue_token(SECRET, sub="li", role="officer", now=issued, ttl_seconds=60)
+    assert decode_token(SECRET, token).sub == "li"
+    assert decode_token(SECRET, token).sub == "li"  # the remembered verification
+    monkeypatch.setattr(time, "time", lambda: issued + 61)
+    with pytest.raises(Unauthorized, match="expired"):
+        decode_token(SECRET, token)
+
+
+def test_a_remembered_token_is_not_valid_under_another_secret():
+    token = issue_token(SECRET, sub="li", role="officer")
+    assert decode_token(SECRET, token).sub == "li"
+    with pytest.raises(Unauthorized, match="not valid"):
+        decode_token("another-secret-entirely-0123456789abc", token)
