@@ -11,6 +11,12 @@ import pytest
 from tests.support.stack import Servers, Stack
 
 
+def pytest_collection_modifyitems(config, items):
+    """The long tests (marked slow) first: with parallel workers (`./dev test`) the suite ends when its longest
+    test does, so those start at once and the short ones fill the gaps (a stable sort keeps the order within)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory):
     servers = Servers(log_dir=tmp_path_factory.mktemp("server-logs")).start()

@@ -7,6 +7,8 @@ appears on the fund dashboard and a tranche is paid. Every page on the way is sc
 
 from __future__ import annotations
 
+import pytest
+
 import re
 from datetime import date, datetime, timedelta
 
@@ -34,6 +36,7 @@ def fill_application(page, body: dict, id_number: str) -> None:
         page.select_option(f"#f-council-{index}-role", member["role"])
 
 
+@pytest.mark.slow
 def test_apply_approve_enter_score_close_award_pay(people, live):
     year = date.today().year
     body = application()

@@ -6,26 +6,30 @@ keeps it in test-artifacts/faults/summary.txt, one line per scenario, so a closi
 
 from __future__ import annotations
 
+import fcntl
 import re
+import time
 
 import pytest
 
 from tests.faults.system import ARTIFACTS, FaultSystem
 
 SUMMARY = ARTIFACTS / "summary.txt"
-_lines: list[str] = []
+_started = time.time()
 
 
 def record_summary(scenario: str, line: str) -> None:
-    """Print `scenario: line` and keep it in summary.txt (replacing that scenario's previous line)."""
+    """Print `scenario: line` and keep it in summary.txt (replacing that scenario's previous line). Scenarios may
+    run in parallel test workers, so the file is rewritten under a lock."""
     text = f"{scenario}: {line}"
     print(text)
-    _lines.append(text)
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    kept = []
-    if SUMMARY.exists():
-        kept = [old for old in SUMMARY.read_text().splitlines() if old and not old.startswith(f"{scenario}:")]
-    SUMMARY.write_text("\n".join(sorted(kept + [text], key=_scenario_order)) + "\n")
+    with open(SUMMARY.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = []
+        if SUMMARY.exists():
+            kept = [old for old in SUMMARY.read_text().splitlines() if old and not old.startswith(f"{scenario}:")]
+        SUMMARY.write_text("\n".join(sorted(kept + [text], key=_scenario_order)) + "\n")
 
 
 def _scenario_order(line: str):
@@ -50,7 +54,10 @@ def fault_system(request):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if _lines:
-        terminalreporter.section("fault scenarios")
-        for line in _lines:
-            terminalreporter.write_line(line)
+    """summary.txt, when this session wrote to it: the latest line of each scenario (read back from the file:
+    with parallel workers the scenarios ran in other processes)."""
+    if not SUMMARY.exists() or SUMMARY.stat().st_mtime < _started:
+        return
+    terminalreporter.section("fault scenarios")
+    for line in SUMMARY.read_text().splitlines():
+        terminalreporter.write_line(line)

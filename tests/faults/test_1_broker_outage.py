@@ -8,6 +8,8 @@ their offsets gone and read from the beginning, skipping what they had applied.
 
 from __future__ import annotations
 
+import pytest
+
 import time
 
 from tests.faults.bureau import Bureau, expect, is_clean_failure
@@ -66,6 +68,7 @@ def mixed_commands(bureau: Bureau, world: dict) -> list[Command]:
     return shuffled(commands, SEED)
 
 
+@pytest.mark.slow
 def test_broker_killed_and_restarted_mid_burst(fault_system):
     system = fault_system().start()
     bureau = Bureau(system)

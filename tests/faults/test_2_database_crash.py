@@ -9,6 +9,8 @@ journaled writes), so what was acknowledged before the crash is there after it.
 
 from __future__ import annotations
 
+import pytest
+
 import threading
 import time
 from collections import Counter
@@ -77,6 +79,7 @@ def effects_of(system, command: Command) -> int:
     return db[collection].count_documents({field: body[field]})
 
 
+@pytest.mark.slow
 def test_database_killed_and_restarted_mid_burst(fault_system):
     system = fault_system(durable_database=True).start()
     bureau = Bureau(system)

@@ -21,6 +21,7 @@ import subprocess
 import time
 from collections import Counter
 
+import pytest
 from kafka import KafkaProducer
 
 from shared.events import encode
@@ -194,6 +195,7 @@ def consumer_state(system: FaultSystem, labels: dict[str, str]) -> dict:
     return state
 
 
+@pytest.mark.slow
 def test_duplicated_and_shuffled_delivery_converges_to_the_clean_run(fault_system):
     system = fault_system(registry_renewal_window_months=120).start(workers=())
     chaos = ChaosRelay(system, SEED)

@@ -8,6 +8,8 @@ evaluation's three times with two awards among its records (each must still beco
 
 from __future__ import annotations
 
+import pytest
+
 from tests.faults.bureau import Bureau, expect
 from tests.faults.conftest import record_summary
 from tests.faults.reconcile import reconcile
@@ -29,6 +31,7 @@ def unsent(system: FaultSystem, service: str) -> int:
     return system.db(service)["outbox"].count_documents({"sent": False})
 
 
+@pytest.mark.slow
 def test_relay_killed_between_publish_and_mark_sent(fault_system):
     system = fault_system().start()
     bureau = Bureau(system)

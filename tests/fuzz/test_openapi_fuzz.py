@@ -37,7 +37,7 @@ ROLES = ("applicant", "reviewer", "officer")
 SUMMARY = Path(__file__).resolve().parents[2] / "test-artifacts" / "fuzz" / "summary.txt"
 # One test per service runs thousands of requests: about a minute on an idle 2-core machine, several when other
 # work shares it. The suite's 300 s per test is meant to catch hangs; this one gets more room.
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.slow]
 
 
 def no_stack_trace(ctx, response, case):
@@ -82,8 +82,10 @@ def seeded(servers):
 def tallies():
     tallies: dict[str, Tally] = {}
     yield tallies
+    # One file per service: with parallel test workers each service's test may run in another process.
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    SUMMARY.write_text(summary_text(tallies), encoding="utf-8")
+    for service, tally in tallies.items():
+        (SUMMARY.parent / f"{service}.txt").write_text(summary_text({service: tally}), encoding="utf-8")
 
 
 def summary_text(tallies: dict[str, Tally]) -> str:

@@ -201,6 +201,7 @@ def send(world, request: Request, *, body=None, query=None):
                            headers={"Content-Type": "application/json", **headers, **request.headers()})
 
 
+@pytest.mark.slow
 def test_hostile_values_in_valid_requests_never_break_a_service(seeded):
     stack, world, seeds = seeded
     failures, statuses, sent = [], Counter(), 0
