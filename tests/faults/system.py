@@ -117,10 +117,14 @@ class FaultSystem:
         """Kill everything (the data is throwaway; a graceful stop would only cost time)."""
         for process in self.web.values():
             kill_group(process)
-        for process in [*self.workers.values(), self.servers.broker, self.servers.mongo]:
+        for process in self.workers.values():
+            process.kill()
+        # Before the servers go: a MongoClient closed after its server ends its sessions by waiting out server
+        # selection (30 s per scenario).
+        self.stack.close()
+        for process in (self.servers.broker, self.servers.mongo):
             if process is not None:
                 process.kill()
-        self.stack.close()
 
     # -- clients ----------------------------------------------------------------------------------------
     def url(self, service: str, path: str) -> str:
