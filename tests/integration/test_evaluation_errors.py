@@ -160,6 +160,8 @@ def test_scores_racing_the_close_are_counted_or_refused(world):
             for project_id in mine:
                 response = client.put(f"/api/v1/rounds/{rid}/projects/{project_id}/scores",
                                       {"scores": {"quality": attempt % 11, "impact": 3}})
+                if response.status == 503:  # contention outlasted the retries: the client tries again later
+                    continue
                 outcomes.append((response.status, (response.body or {}).get("detail", "")))
                 if response.status == 409:
                     return
@@ -168,7 +170,13 @@ def test_scores_racing_the_close_are_counted_or_refused(world):
     for thread in threads:
         thread.start()
     started.wait()
-    closed = stack.client("evaluation", "officer").post(f"/api/v1/rounds/{rid}/close")
+    officer = stack.client("evaluation", "officer")
+    # The close contends with every score written meanwhile; on a busy machine it may answer 503 (retry), as the
+    # contract allows, and the officer tries again.
+    for _ in range(10):
+        closed = officer.post(f"/api/v1/rounds/{rid}/close")
+        if closed.status != 503:
+            break
     for thread in threads:
         thread.join(60)
     assert closed.status == 200, closed.body
