@@ -6,9 +6,36 @@ server take `private_servers` so the others are not disturbed.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from tests.support.stack import Servers, Stack
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+SERVICES = ("registry", "evaluation", "fund")
+_started = time.time()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault scenarios' and the fuzzing's counts at the end of the report. They ran in worker processes
+    (and only this conftest is loaded where the report is written), so they are read from the files the
+    tests wrote during this session."""
+    faults = ARTIFACTS / "faults" / "summary.txt"
+    if faults.exists() and faults.stat().st_mtime >= _started:
+        terminalreporter.section("fault scenarios (the latest run of each)")
+        for line in faults.read_text(encoding="utf-8").splitlines():
+            terminalreporter.write_line(line)
+    parts = [ARTIFACTS / "fuzz" / f"{service}.txt" for service in SERVICES]
+    written = [part.read_text(encoding="utf-8").splitlines() for part in parts
+               if part.exists() and part.stat().st_mtime >= _started]
+    if written:
+        text = "\n".join([written[0][0]] + [line for lines in written for line in lines[1:]]) + "\n"
+        (ARTIFACTS / "fuzz" / "summary.txt").write_text(text, encoding="utf-8")
+        terminalreporter.section("fuzzing (schemathesis)")
+        terminalreporter.write(text)
 
 
 def pytest_collection_modifyitems(config, items):

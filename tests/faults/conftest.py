@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import fcntl
 import re
-import time
 
 import pytest
 
 from tests.faults.system import ARTIFACTS, FaultSystem
 
 SUMMARY = ARTIFACTS / "summary.txt"
-_started = time.time()
 
 
 def record_summary(scenario: str, line: str) -> None:
@@ -51,13 +49,3 @@ def fault_system(request):
     yield make
     for system in systems:
         system.stop()
-
-
-def pytest_terminal_summary(terminalreporter):
-    """summary.txt, when this session wrote to it: the latest line of each scenario (read back from the file:
-    with parallel workers the scenarios ran in other processes)."""
-    if not SUMMARY.exists() or SUMMARY.stat().st_mtime < _started:
-        return
-    terminalreporter.section("fault scenarios")
-    for line in SUMMARY.read_text().splitlines():
-        terminalreporter.write_line(line)
