@@ -9,6 +9,7 @@ production deployment with a missing setting or the default JWT secret stops at 
 naming the problem, instead of forking workers that each fail to boot.
 """
 
+from shared.infra import WEB_KEEPALIVE_SECONDS
 from shared.settings import Settings, SettingsError
 
 try:
@@ -25,7 +26,7 @@ threads = _settings.web_threads
 # Kubernetes sends SIGTERM after removing the pod from the Service; in-flight requests get this long.
 graceful_timeout = 20
 timeout = 30
-keepalive = 75  # longer than the ingress keeps idle upstream connections (see shared/infra.py)
+keepalive = WEB_KEEPALIVE_SECONDS  # longer than the ingress keeps idle upstream connections
 
 # The root filesystem is read-only in Kubernetes; worker heartbeats go to memory.
 worker_tmp_dir = "/dev/shm"

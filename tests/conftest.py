@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import Servers, Stack
+from tests.support.stack import SERVICES, Servers, Stack
 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-SERVICES = ("registry", "evaluation", "fund")
 _started = time.time()
 
 
