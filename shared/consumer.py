@@ -5,7 +5,8 @@ Each step is small:
 - apply: the handlers' effects and the `processed` record of each event id are written in one
   transaction, so an event id is applied at most once even when Kafka delivers it again;
   a batch is applied in one transaction for throughput, and on failure each message is retried on its
-  own with backoff, so one poison message cannot hold back the others;
+  own with backoff, so one poison message cannot hold back the others; when the database itself fails a
+  batch, the batch is read again after a pause (the consumer keeps its place in the group);
 - dead-letter: after N failed attempts the message goes to `<topic>.dlq` with the error and the consumer
   moves on;
 - commit: offsets are committed only for messages that were applied or dead-lettered.
@@ -40,6 +41,10 @@ DEAD_LETTERS = "dead_letters"
 
 # A handler applies one event's effect inside the given transaction.
 Handler = Callable[[ClientSession, dict], None]
+
+
+# The longest pause before a batch the database failed is read again (the pause doubles from backoff_seconds).
+MAX_PAUSE_SECONDS = 5.0
 
 
 class _GroupStuck(Exception):
@@ -80,37 +85,63 @@ class Consumer:
             try:
                 self.kafka.ensure_topics(self.topics + [dlq_topic(t) for t in self.topics])
                 consumer = self.kafka.consumer(self.group_id, self.topics)
-                committed: dict[TopicPartition, int] = {}
-                next_check = time.monotonic() + self.offsets_check_seconds
-                unassigned_since = time.monotonic()
-                while not stop.is_set():
-                    batches = consumer.poll(timeout_ms=200)
-                    if consumer.assignment():
-                        self.assigned.set()
-                        unassigned_since = time.monotonic()
-                    elif time.monotonic() - unassigned_since > self.join_timeout_seconds:
-                        raise _GroupStuck()
-                    if batches:
-                        # One transaction and one offset commit for everything the poll returned, whichever
-                        # partitions it came from: a key lives in one partition, so its order is kept.
-                        self.process([message for messages in batches.values() for message in messages])
-                        offsets = {partition: messages[-1].offset + 1 for partition, messages in batches.items()}
-                        faults.point("consumer.before_commit")
-                        consumer.commit({partition: OffsetAndMetadata(offset, None, -1)
-                                         for partition, offset in offsets.items()})
-                        committed.update(offsets)
-                    if time.monotonic() >= next_check:
-                        self._rewind_if_broker_forgot(consumer, committed)
-                        next_check = time.monotonic() + self.offsets_check_seconds
+                self._consume(consumer, stop)
             except _GroupStuck:
                 self._close(consumer)
                 consumer = None
                 self._reset_group()
             except (KafkaError, PyMongoError, OSError, Unavailable) as exc:
-                log.warning("consumer %s restarting after: %s", self.group_id, exc)
+                log.warning("consumer %s restarting after: %s: %s", self.group_id, type(exc).__name__, exc)
                 stop.wait(1.0)
             finally:
                 self._close(consumer)
+
+    def _consume(self, consumer, stop: threading.Event) -> None:
+        """Poll, apply, commit, for as long as the group keeps this consumer.
+
+        The database failing a batch (away, or too slow to settle a conflict) does not cost the group
+        membership: the batch is read again from its first offsets after a pause. Leaving and joining again
+        would take seconds on Tansu and can leave its group stuck (see KafkaLink.reset_group)."""
+        committed: dict[TopicPartition, int] = {}
+        next_check = time.monotonic() + self.offsets_check_seconds
+        unassigned_since = time.monotonic()
+        pause = self.backoff_seconds
+        while not stop.is_set():
+            batches = consumer.poll(timeout_ms=200)
+            if consumer.assignment():
+                self.assigned.set()
+                unassigned_since = time.monotonic()
+            elif time.monotonic() - unassigned_since > self.join_timeout_seconds:
+                raise _GroupStuck()
+            if batches:
+                # One transaction and one offset commit for everything the poll returned, whichever
+                # partitions it came from: a key lives in one partition, so its order is kept.
+                try:
+                    self.process([message for messages in batches.values() for message in messages])
+                except (Unavailable, PyMongoError) as exc:
+                    log.warning("consumer %s: database failed a batch (%s: %s); reading it again in %.1f s",
+                                self.group_id, type(exc).__name__, exc, pause)
+                    self._rewind(consumer, batches)
+                    stop.wait(pause)
+                    pause = min(pause * 2, MAX_PAUSE_SECONDS)
+                    continue
+                pause = self.backoff_seconds
+                offsets = {partition: messages[-1].offset + 1 for partition, messages in batches.items()}
+                faults.point("consumer.before_commit")
+                consumer.commit({partition: OffsetAndMetadata(offset, None, -1)
+                                 for partition, offset in offsets.items()})
+                committed.update(offsets)
+            if time.monotonic() >= next_check:
+                self._rewind_if_broker_forgot(consumer, committed)
+                next_check = time.monotonic() + self.offsets_check_seconds
+
+    @staticmethod
+    def _rewind(consumer, batches: dict) -> None:
+        """Move each partition of a batch back to its first message, so the next poll returns it again."""
+        assignment = consumer.assignment()
+        for partition, messages in batches.items():
+            if partition in assignment:  # a partition the group moved away is read by its new owner
+                consumer.seek(partition, messages[0].offset)
 
     @staticmethod
     def _close(consumer) -> None:

@@ -124,7 +124,10 @@ class KafkaLink:
             # the consumer replacing it) that long. A batch is applied well within this between polls.
             max_poll_interval_ms=30000,
             fetch_max_wait_ms=50,
-            max_poll_records=500,
+            # A poll's records are applied in one transaction before the next poll, so a poll must stay well
+            # within max_poll_interval_ms even on a slow database: with 500, a loaded SecantusDB took over 30 s
+            # and the group dropped the member mid-batch, again and again (its commit failed each time).
+            max_poll_records=100,
             request_timeout_ms=10000,
         )
         options.update(overrides)

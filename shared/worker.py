@@ -6,6 +6,7 @@ what other services published, so the two scale apart.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
 import signal
@@ -138,4 +139,6 @@ class Worker:
 def run_worker(service: str, settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     logs.configure(f"{service}-worker", settings.log_level)
+    # `kill -USR1 PID` writes every thread's stack to stderr and the worker goes on: for one that seems stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     Worker(service, settings).run_forever()

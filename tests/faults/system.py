@@ -25,27 +25,13 @@ from kafka.admin import KafkaAdminClient
 from shared import infra
 from shared.events import decode
 from tests.faults.reconcile import CONSUMES, carried_not_recorded
-from tests.support.stack import SERVICES, Response, Servers, Stack, wait_until
+from tests.support.stack import SERVICES, DurableServers, Response, Servers, Stack, wait_until
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "faults"
 
 CONSUMERS = tuple(CONSUMES)
-
-
-@dataclass
-class DurableServers(Servers):
-    """SecantusDB on disk that syncs its log on every commit (`--sync-on-commit`), as a MongoDB replica set
-    acknowledges only journaled majority writes. Without it SecantusDB acknowledges a commit before it is on
-    disk, and a kill -9 loses the last few milliseconds of acknowledged commits (measured: 5 to 25 of a few
-    hundred, whatever the write concern)."""
-
-    def start_mongo(self) -> None:
-        process = infra.mongo_process(self.mongo_port, self.mongo_storage, self.log_dir)
-        process.argv.append("--sync-on-commit")
-        self.mongo = process.start()
-        infra.wait_for_mongo(self.mongo_port, 30, process)
 
 
 class FaultSystem:
@@ -181,7 +167,19 @@ class FaultSystem:
                                  f"{[(r['_id'], r['event']['type'], r['sent']) for r in missing[:3]]}")
         lines += [f"{p.name} exited with {p.process.returncode}" for p in [*self.workers.values(), *self.web.values()]
                   if not p.running]
+        lines += [self.worker_log_tail(service) for service in CONSUMERS]
         return "; ".join(lines) or "nothing (it caught up just now)"
+
+    def worker_log_tail(self, service: str, lines: int = 150) -> str:
+        """The end of a worker's log, with its threads' stacks when it is running (CI keeps no log files)."""
+        worker = self.workers.get(service)
+        if worker is None:
+            return f"{service} worker never started"
+        if worker.running:
+            os.kill(worker.process.pid, signal.SIGUSR1)  # shared/worker.py dumps its threads' stacks on it
+            time.sleep(1.0)
+        tail = worker.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return f"\n---- end of {worker.log_path.name} ----\n" + "\n".join(line[:300] for line in tail)
 
     def topic_messages(self, producer: str, idle_ms: int = 3000) -> list["TopicMessage"]:
         return read_topic(self.settings.kafka_bootstrap_servers, self.settings.topic(producer), idle_ms)

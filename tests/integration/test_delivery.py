@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from kafka import KafkaConsumer, KafkaProducer
 
 from shared.events import Event, dlq_topic, encode, envelope, source_of
 from tests.support.data import application
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import DurableServers, Stack, wait_until
 
 
 def read_models(stack, service, ids):
@@ -43,6 +44,53 @@ def test_broker_outage_loses_nothing(private_servers):
             assert stack.db(service)["processed_events"].count_documents({"subject": {"$in": ids}}) == 40
     finally:
         stack.close()
+
+
+def submitted(organization_id: str) -> bytes:
+    """A registry event as the registry's relay would publish it."""
+    snapshot = {"id": organization_id, "name": f"上海市浦东新区{organization_id}协会", "status": "submitted",
+                "risk": "none", "version": 1}
+    return encode(envelope(Event(type="registry.organization.submitted", subject=organization_id,
+                                 data={"actor": "applicant", "organization": snapshot}), source_of("registry")))
+
+
+def test_database_outage_mid_stream_keeps_the_consumer_in_its_group(tmp_path, caplog):
+    """SecantusDB killed (kill -9) while events arrive: the batches it fails are read again after a pause, by the
+    same group member (leaving and joining again costs seconds on Tansu), and each event is applied once."""
+    servers = DurableServers(log_dir=tmp_path / "logs", mongo_storage=str(tmp_path / "mongo")).start()
+    stack = Stack(servers)
+    try:
+        stack.start_workers("fund")
+        consumer = stack.workers["fund"].consumer
+        joins = []
+        make_consumer = consumer.kafka.consumer
+        consumer.kafka.consumer = lambda *args, **kw: joins.append(1) or make_consumer(*args, **kw)
+        producer = KafkaProducer(bootstrap_servers=servers.bootstrap)
+        topic = stack.settings.topic("registry")
+        before = [f"org_before_{n}" for n in range(10)]
+        during = [f"org_during_{n}" for n in range(30)]
+        for organization_id in before:
+            producer.send(topic, key=organization_id.encode(), value=submitted(organization_id))
+        producer.flush()
+        processed = stack.db("fund")["processed_events"]
+        wait_until(lambda: processed.count_documents({}) == 10, timeout=30, message="events before the outage")
+
+        caplog.set_level(logging.WARNING, logger="socorg.consumer")
+        servers.mongo.kill()
+        for organization_id in during:
+            producer.send(topic, key=organization_id.encode(), value=submitted(organization_id))
+        producer.flush()
+        wait_until(lambda: "database failed a batch" in caplog.text, timeout=30, message="a failed batch")
+        servers.start_mongo()
+
+        wait_until(lambda: processed.count_documents({}) == 40, timeout=60, message="events after the outage")
+        models = stack.db("fund")["organizations"].find({"_id": {"$in": during}})
+        assert sorted(m["_id"] for m in models if m["applied_events"] == 1) == sorted(during)
+        assert joins == [], "the consumer left its group and joined again"
+        producer.close()
+    finally:
+        stack.close()
+        servers.stop()
 
 
 def test_consumer_crash_between_effect_and_commit_applies_once(stack):

@@ -63,6 +63,20 @@ class Servers:
                 process.stop()
 
 
+@dataclass
+class DurableServers(Servers):
+    """SecantusDB on disk that syncs its log on every commit (`--sync-on-commit`), as a MongoDB replica set
+    acknowledges only journaled majority writes. Without it SecantusDB acknowledges a commit before it is on
+    disk, and a kill -9 loses the last few milliseconds of acknowledged commits (measured: 5 to 25 of a few
+    hundred, whatever the write concern)."""
+
+    def start_mongo(self) -> None:
+        process = infra.mongo_process(self.mongo_port, self.mongo_storage, self.log_dir)
+        process.argv.append("--sync-on-commit")
+        self.mongo = process.start()
+        infra.wait_for_mongo(self.mongo_port, 30, process)
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, message: str = ""):
     """Poll until `predicate()` is truthy; return its value or fail with `message`."""
     deadline = time.monotonic() + timeout
