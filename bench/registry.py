@@ -166,12 +166,9 @@ def seed_documents(start: int, count: int, first_code_number: int, used_names: s
 # -- processes -----------------------------------------------------------------------------------------
 def gunicorn(app_spec: str, port: int, env: dict, log_dir: Path, name: str,
              pythonpath: str | None = None) -> infra.ManagedProcess:
-    argv = [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}",
-            "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS), "--worker-class", "gthread",
-            "--keep-alive", "30", "--name", name]
+    argv = infra.gunicorn_argv(app_spec, port, workers=WEB_WORKERS, threads=WEB_THREADS, name=name)
     if pythonpath:
-        argv += ["--pythonpath", pythonpath]
-    argv.append(app_spec)
+        argv[-1:-1] = ["--pythonpath", pythonpath]  # before the app, which comes last
     process = infra.ManagedProcess(name, argv, port, log_dir / f"{name}.log", env=env).start()
     infra.wait_for_port(port, timeout=60)
     return process
@@ -336,16 +333,22 @@ class Bench:
     def server_cpu(self) -> float:
         """CPU seconds used so far by every server process: both gunicorns, the registry's worker (it copies
         carried events, indexes and publishes: deferred work of the registry's requests), SecantusDB, Tansu."""
-        roots = [p.process.pid for p in self.processes] + [self.worker.pid]
-        return sum(tree_cpu_seconds(pid) for pid in roots)
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds used so far by each server process (a gunicorn with its workers)."""
+        roots = {p.name: p.process.pid for p in self.processes} | {"registry-worker": self.worker.pid}
+        return {name: tree_cpu_seconds(pid) for name, pid in roots.items()}
 
     def measured(self, spec: dict) -> dict:
-        before = self.server_cpu()
+        before = self.cpu_by_process()
         result = drive(**spec, seconds=self.seconds)
         # Let deferred work (the follower) finish and count it, so the registry's CPU is not flattered.
         time.sleep(1.0)
-        requests = sum(result["statuses"].values())
-        result["cpu_ms"] = (self.server_cpu() - before) * 1000 / max(requests, 1)
+        requests = max(sum(result["statuses"].values()), 1)
+        used = {name: (seconds - before[name]) * 1000 / requests for name, seconds in self.cpu_by_process().items()}
+        result["cpu_ms"] = sum(used.values())
+        result["cpu_split"] = used
         return result
 
     def pair(self, title: str, registry: dict, bare: dict, target: float) -> float:
@@ -376,6 +379,11 @@ class Bench:
                   f"server CPU {r['cpu_ms']:5.2f} ms/req) {r['statuses']}   bare {b['rps']:7.1f} req/s "
                   f"(p50 {b['p50_ms']:5.1f} ms, p95 {b['p95_ms']:6.1f} ms, server CPU {b['cpu_ms']:5.2f} ms/req) "
                   f"{b['statuses']}   ratio {r['rps'] / b['rps']:.2f}   load {one_minute:.1f}")
+        split = {name: statistics.median(r["cpu_split"][name] for r, _, _ in rounds) for name in rounds[0][0]["cpu_split"]}
+        bare_split = {name: statistics.median(b["cpu_split"][name] for _, b, _ in rounds) for name in split}
+        print("  server CPU per request by process, median of the rounds (ms): registry run "
+              + ", ".join(f"{name} {ms:.2f}" for name, ms in split.items()) + ";  bare run "
+              + ", ".join(f"{name} {ms:.2f}" for name, ms in bare_split.items()))
         verdict = "meets" if ratio >= target else "MISSES"
         print(f"  throughput ratio registry/bare, median of {len(rounds)} rounds = {ratio:.2f} (range "
               f"{min(ratios):.2f}-{max(ratios):.2f}; target >= {target}: {verdict});  server CPU per request, "

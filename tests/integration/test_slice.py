@@ -173,3 +173,25 @@ def test_audit_trail_shows_who_did_what(stack):
     assert stack.client("registry", "applicant").get("/api/v1/audit").status == 403
     assert stack.client("registry").get("/api/v1/audit").status == 401
     assert officer.get("/api/v1/audit?per_page=101").status == 422
+
+
+def test_outbox_indexes_are_only_those_queries_use(stack):
+    """Each index costs every recorded event; the key index of earlier versions is dropped on start, also when
+    another process of the service dropped it a moment before."""
+    from shared.outbox import UNUSED_KEY_INDEX, Outbox
+
+    outbox = Outbox(stack.db("registry"), "/socorg/registry")
+    outbox.collection.create_index([("key", 1), ("order", 1)])  # as an earlier version left it
+    outbox.ensure_indexes()
+    assert set(outbox.collection.index_information()) == {
+        "_id_", "sent_1_order_1", "event.subject_1_order_1", "event.data.actor_1_order_1"}
+
+    class DroppedMeanwhile(Outbox):  # sees the index, but another process drops it first
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.collection = type("Racing", (), {
+                "create_index": outbox.collection.create_index,
+                "index_information": lambda _: {UNUSED_KEY_INDEX: {}},
+                "drop_index": outbox.collection.drop_index})()
+
+    DroppedMeanwhile(stack.db("registry"), "/socorg/registry").ensure_indexes()  # no IndexNotFound
