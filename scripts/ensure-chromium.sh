@@ -4,7 +4,9 @@
 # Needs root (apt-get); does nothing when Chromium is already there.
 set -euo pipefail
 
-if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -qi "noto.*cjk"; then
+# grep without -q reads fc-list to the end: with -q it can exit first, fc-list then dies of SIGPIPE and, under
+# pipefail, the check failed and reinstalled everything although both were there.
+if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -i "noto.*cjk" >/dev/null; then
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
