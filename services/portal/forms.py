@@ -305,6 +305,12 @@ def reason_body(form: Mapping[str, str], name: str = "reason") -> tuple[dict, di
     return {"reason": read.text(name) or ""}, read.errors
 
 
+def sweep_body(form: Mapping[str, str]) -> tuple[dict, dict[str, list[str]]]:
+    """A risk sweep runs as of a date the officer picks."""
+    read = FormReader(form)
+    return {"as_of": read.parsed("as_of", parse_date)}, read.errors
+
+
 def flag_body(form: Mapping[str, str]) -> tuple[dict, dict[str, list[str]]]:
     read = FormReader(form)
     return {"list": read.text("list") or "", "reason": read.text("reason") or ""}, read.errors

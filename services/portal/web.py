@@ -8,11 +8,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 import requests
-from flask import abort, current_app, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 
 from services.portal.backend import ApiError, Backend
@@ -128,6 +128,34 @@ def label_of(key: str, labels: Mapping[str, str]) -> str:
         row = int(match["index"]) + 1
         return gettext("Row %(row)s", row=row) + ": " + gettext(labels[f"{match['prefix']}.*.{match['field']}"])
     return key
+
+
+def post_form(parse: Callable | None, send: Callable, page: Callable, done: Callable):
+    """The life of a form post, the same on every page: `parse(request.form)` gives the API body and the
+    field errors; with errors, `page(errors=...)` shows the form again. Else `send(body)` calls a service:
+    a 4xx problem comes back on the form (`page(problem=...)`), a 5xx goes to the error page, and
+    `done(result)` answers (usually a flash and a redirect)."""
+    body, errors = parse(request.form) if parse else ({}, {})
+    if errors:
+        return page(errors=errors)
+    try:
+        result = send(body)
+    except ApiError as problem:
+        if problem.status >= 500:
+            raise
+        return page(problem=problem)
+    return done(result)
+
+
+def back_to(endpoint: str, **values):
+    """After a post, the page at `endpoint` (post/redirect/get)."""
+    return redirect(url_for(endpoint, **values))
+
+
+def flash_and_go(message: str, endpoint: str, **values):
+    """A success message, then back to the page at `endpoint`."""
+    flash(message, "success")
+    return back_to(endpoint, **values)
 
 
 def render_form(template: str, *, values: Mapping | None = None, errors: Mapping | None = None,

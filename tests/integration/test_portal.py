@@ -227,3 +227,20 @@ def test_annual_report_and_renewal_errors_show_beside_their_fields(stack, live):
                                       "council.0.name": "张三", "council.0.role": "chair"})
     assert status == 422 and 'id="f-election_date-error"' in html and "YYYY-MM-DD" in html
     assert organizations(stack).find_one({"_id": organization_id})["status"] == "registered"
+
+
+def test_an_officer_form_shows_its_field_errors_then_succeeds_then_shows_the_api_problem(stack, live):
+    """One path every portal form takes (services/portal/web.post_form), through the park's unit form: a value
+    the portal cannot read (422, nothing sent), a good one (redirect, the unit exists), then one the API refuses
+    (a second unit with the same code: its 409 problem on the form, nothing created)."""
+    officer = Browser(portal(live), "officer", "wang")
+    units = stack.db("fund")["park_units"]
+    status, html, _ = officer.post("/officer/park/units", {"code": "A-101", "area_m2": "很大"})
+    assert status == 422 and 'id="f-area_m2-error"' in html and 'value="A-101"' in html
+    assert units.count_documents({}) == 0
+    status, _, headers = officer.post("/officer/park/units", {"code": "A-101", "area_m2": "80"})
+    assert status == 302 and headers["Location"].endswith("/officer/park")
+    assert units.count_documents({"code": "A-101"}) == 1
+    status, html, _ = officer.post("/officer/park/units", {"code": "A-101", "area_m2": "60"})
+    assert status == 409 and "A-101" in html and 'value="60"' in html
+    assert units.count_documents({"code": "A-101"}) == 1

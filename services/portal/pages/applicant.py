@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, render_template, request, session
 from flask_babel import gettext
 
 from services.portal import forms
@@ -13,7 +13,7 @@ from services.portal.backend import ApiError, new_idempotency_key
 from services.portal.guidance import advice_for
 from services.portal.i18n import N_
 from services.portal.pages.auth import act_for
-from services.portal.web import backend, current_user, render_form, role_required
+from services.portal.web import backend, current_user, flash_and_go, post_form, render_form, role_required
 
 blp = Blueprint("applicant", __name__, url_prefix="/applicant")
 COUNCIL_ROWS = 5
@@ -101,20 +101,16 @@ def apply():
 @blp.post("/apply")
 @role_required("applicant")
 def apply_submit():
-    body, errors = forms.application_body(request.form)
-    if errors:
-        return apply_page(request.form, errors)
-    try:
-        organization = backend().registry.post("/api/v1/organizations", body,
-                                               idempotency_key=request.form.get("idempotency_key"))
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return apply_page(request.form, problem=problem)
-    remember_organization(organization["id"])
-    act_for(organization["id"])
-    flash(gettext("Application submitted. The bureau will review it."), "success")
-    return redirect(url_for("applicant.organization", organization_id=organization["id"]))
+    def submitted(organization):
+        remember_organization(organization["id"])
+        act_for(organization["id"])
+        return flash_and_go(gettext("Application submitted. The bureau will review it."), "applicant.organization",
+                            organization_id=organization["id"])
+
+    return post_form(forms.application_body,
+                     lambda body: backend().registry.post("/api/v1/organizations", body,
+                                                          idempotency_key=request.form.get("idempotency_key")),
+                     lambda **shown: apply_page(request.form, **shown), submitted)
 
 
 # -- one organization ----------------------------------------------------------------------------------
@@ -158,18 +154,13 @@ def organization(organization_id):
 
 
 def _file(organization_id: str, path: str, body_of, which: str, done_message: str):
-    body, errors = body_of(request.form)
-    if not errors:
-        try:
-            backend().registry.post(f"/api/v1/organizations/{organization_id}/{path}", body,
-                                    idempotency_key=request.form.get("idempotency_key"))
-            flash(done_message, "success")
-            return redirect(url_for("applicant.organization", organization_id=organization_id))
-        except ApiError as problem:
-            if problem.status >= 500:
-                raise
-            return organization_page(organization_id, **{which: (request.form.to_dict(), {}, problem)})
-    return organization_page(organization_id, **{which: (request.form.to_dict(), errors, None)})
+    def again(errors=None, problem=None):  # the form `which` shown again with what was typed
+        return organization_page(organization_id, **{which: (request.form.to_dict(), errors or {}, problem)})
+
+    return post_form(body_of,
+                     lambda body: backend().registry.post(f"/api/v1/organizations/{organization_id}/{path}", body,
+                                                          idempotency_key=request.form.get("idempotency_key")),
+                     again, lambda _: flash_and_go(done_message, "applicant.organization", organization_id=organization_id))
 
 
 @blp.post("/organizations/<organization_id>/renewals")
@@ -205,16 +196,10 @@ def enter(round_id):
 def enter_submit(round_id):
     api = backend().evaluation
     round_ = api.get(f"/api/v1/rounds/{round_id}")
-    body, errors = forms.project_body(request.form)
-    if errors:
-        return enter_page(round_, request.form, errors)
-    try:
-        project = api.post(f"/api/v1/rounds/{round_id}/projects", body,
-                           idempotency_key=request.form.get("idempotency_key"))
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return enter_page(round_, request.form, problem=problem)
-    flash(gettext("Project “%(title)s” entered into %(round)s.", title=project.get("title", ""),
-                  round=round_.get("name", "")), "success")
-    return redirect(url_for("applicant.home"))
+    return post_form(forms.project_body,
+                     lambda body: api.post(f"/api/v1/rounds/{round_id}/projects", body,
+                                           idempotency_key=request.form.get("idempotency_key")),
+                     lambda **shown: enter_page(round_, request.form, **shown),
+                     lambda project: flash_and_go(gettext("Project “%(title)s” entered into %(round)s.",
+                                                          title=project.get("title", ""), round=round_.get("name", "")),
+                                                  "applicant.home"))

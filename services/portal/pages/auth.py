@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, redirect, request, session, url_for
 
 from services.portal.i18n import LOCALES, N_
 from services.portal.web import ROLE_HOME, User, current_user, render_form, safe_next, settings, sign_in

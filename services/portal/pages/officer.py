@@ -13,7 +13,7 @@ from flask_babel import gettext
 from services.portal import charts, forms
 from services.portal.backend import ApiError, new_idempotency_key
 from services.portal.i18n import N_
-from services.portal.web import backend, render_form, role_required, settings
+from services.portal.web import back_to, backend, flash_and_go, post_form, render_form, role_required, settings
 
 blp = Blueprint("officer", __name__, url_prefix="/officer")
 PER_PAGE = 20
@@ -33,10 +33,6 @@ def page_number() -> int:
         return max(1, int(request.args.get("page", 1)))
     except ValueError:
         return 1
-
-
-def back_to(endpoint: str, **values):
-    return redirect(url_for(endpoint, **values))
 
 
 def api_failure_flash(problem: ApiError) -> None:
@@ -132,17 +128,9 @@ def organization(organization_id):
 
 
 def organization_action(organization_id: str, path: str, body_of, done: str):
-    body, errors = body_of(request.form) if body_of else ({}, {})
-    if errors:
-        return organization_page(organization_id, errors=errors, values=request.form)
-    try:
-        backend().registry.post(f"/api/v1/organizations/{organization_id}/{path}", body)
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return organization_page(organization_id, values=request.form, problem=problem)
-    flash(done, "success")
-    return back_to("officer.organization", organization_id=organization_id)
+    return post_form(body_of, lambda body: backend().registry.post(f"/api/v1/organizations/{organization_id}/{path}", body),
+                     lambda **shown: organization_page(organization_id, values=request.form, **shown),
+                     lambda _: flash_and_go(done, "officer.organization", organization_id=organization_id))
 
 
 @blp.post("/organizations/<organization_id>/flags")
@@ -190,17 +178,9 @@ def risk():
 @blp.post("/risk")
 @role_required("officer")
 def run_sweep():
-    read = forms.FormReader(request.form)
-    as_of = read.parsed("as_of", forms.parse_date)
-    if read.errors:
-        return risk_page(values=request.form, errors=read.errors)
-    try:
-        sweep = backend().registry.post("/api/v1/risk-sweeps", {"as_of": as_of})
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return risk_page(values=request.form, problem=problem)
-    return risk_page(sweep=sweep_summary(sweep), values=request.form)
+    return post_form(forms.sweep_body, lambda body: backend().registry.post("/api/v1/risk-sweeps", body),
+                     lambda **shown: risk_page(values=request.form, **shown),
+                     lambda sweep: risk_page(sweep=sweep_summary(sweep), values=request.form))
 
 
 def district_today() -> date:
@@ -248,17 +228,12 @@ def rounds():
 @blp.post("/rounds")
 @role_required("officer")
 def create_round():
-    body, errors = forms.round_body(request.form)
-    if errors:
-        return rounds_page(request.form, errors)
-    try:
-        created = backend().evaluation.post("/api/v1/rounds", body, idempotency_key=request.form.get("idempotency_key"))
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return rounds_page(request.form, problem=problem)
-    flash(gettext("Round created."), "success")
-    return back_to("officer.round_detail", round_id=created["id"])
+    return post_form(forms.round_body,
+                     lambda body: backend().evaluation.post("/api/v1/rounds", body,
+                                                            idempotency_key=request.form.get("idempotency_key")),
+                     lambda **shown: rounds_page(request.form, **shown),
+                     lambda created: flash_and_go(gettext("Round created."), "officer.round_detail",
+                                                  round_id=created["id"]))
 
 
 REVIEWER_LABELS = {"reviewer": N_("Reviewer id"), "name": N_("Reviewer name"),
@@ -292,18 +267,12 @@ def round_detail(round_id):
 
 
 def round_action(round_id: str, path: str, body_of, which: str, done: str, *, idempotent: bool = False):
-    body, errors = body_of(request.form) if body_of else ({}, {})
-    if errors:
-        return round_page(round_id, form=which, values=request.form, errors=errors)
-    try:
-        backend().evaluation.post(f"/api/v1/rounds/{round_id}/{path}", body,
-                                  idempotency_key=request.form.get("idempotency_key") if idempotent else None)
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return round_page(round_id, form=which, values=request.form, problem=problem)
-    flash(done, "success")
-    return back_to("officer.round_detail", round_id=round_id)
+    key = request.form.get("idempotency_key") if idempotent else None
+    return post_form(body_of,
+                     lambda body: backend().evaluation.post(f"/api/v1/rounds/{round_id}/{path}", body,
+                                                            idempotency_key=key),
+                     lambda **shown: round_page(round_id, form=which, values=request.form, **shown),
+                     lambda _: flash_and_go(done, "officer.round_detail", round_id=round_id))
 
 
 @blp.post("/rounds/<round_id>/reviewers")
@@ -352,17 +321,11 @@ def funds():
 @blp.post("/funds")
 @role_required("officer")
 def create_fund():
-    body, errors = forms.fund_body(request.form)
-    if errors:
-        return funds_page(request.form, errors)
-    try:
-        created = backend().fund.post("/api/v1/funds", body, idempotency_key=request.form.get("idempotency_key"))
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return funds_page(request.form, problem=problem)
-    flash(gettext("Fund opened."), "success")
-    return back_to("officer.fund", fund_id=created["id"])
+    return post_form(forms.fund_body,
+                     lambda body: backend().fund.post("/api/v1/funds", body,
+                                                      idempotency_key=request.form.get("idempotency_key")),
+                     lambda **shown: funds_page(request.form, **shown),
+                     lambda created: flash_and_go(gettext("Fund opened."), "officer.fund", fund_id=created["id"]))
 
 
 def fund_chart(fund: dict):
@@ -397,17 +360,11 @@ def fund(fund_id):
 @blp.post("/funds/<fund_id>/grants")
 @role_required("officer")
 def create_grant(fund_id):
-    body, errors = forms.grant_body(request.form)
-    if errors:
-        return fund_page(fund_id, values=request.form, errors=errors)
-    try:
-        backend().fund.post(f"/api/v1/funds/{fund_id}/grants", body, idempotency_key=request.form.get("idempotency_key"))
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return fund_page(fund_id, values=request.form, problem=problem)
-    flash(gettext("Grant committed."), "success")
-    return back_to("officer.fund", fund_id=fund_id)
+    return post_form(forms.grant_body,
+                     lambda body: backend().fund.post(f"/api/v1/funds/{fund_id}/grants", body,
+                                                      idempotency_key=request.form.get("idempotency_key")),
+                     lambda **shown: fund_page(fund_id, values=request.form, **shown),
+                     lambda _: flash_and_go(gettext("Grant committed."), "officer.fund", fund_id=fund_id))
 
 
 @blp.post("/funds/<fund_id>/grants/<grant_id>/disburse")
@@ -457,17 +414,9 @@ def park():
 
 
 def park_action(path: str, body_of, which: str, done: str):
-    body, errors = body_of(request.form) if body_of else ({}, {})
-    if errors:
-        return park_page(form=which, values=request.form, errors=errors)
-    try:
-        backend().fund.post(f"/api/v1/park/{path}", body)
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return park_page(form=which, values=request.form, problem=problem)
-    flash(done, "success")
-    return back_to("officer.park")
+    return post_form(body_of, lambda body: backend().fund.post(f"/api/v1/park/{path}", body),
+                     lambda **shown: park_page(form=which, values=request.form, **shown),
+                     lambda _: flash_and_go(done, "officer.park"))
 
 
 @blp.post("/park/units")

@@ -3,13 +3,13 @@ declaring a conflict, saving and coming back, and a round's results once it is c
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, render_template, request
 from flask_babel import gettext
 
 from services.portal import forms
 from services.portal.backend import ApiError
 from services.portal.i18n import N_
-from services.portal.web import backend, current_user, render_form, role_required
+from services.portal.web import backend, current_user, flash_and_go, post_form, render_form, role_required
 
 blp = Blueprint("reviewer", __name__, url_prefix="/reviewer")
 
@@ -87,24 +87,20 @@ def score(round_id, project_id):
 def score_submit(round_id, project_id):
     api = backend().evaluation
     conflict = request.form.get("action") == "conflict"
-    if conflict:
-        body, errors = forms.conflict_body(request.form)
-    else:
-        round_ = api.get(f"/api/v1/rounds/{round_id}")
-        body, errors = forms.scores_body(request.form, round_.get("criteria", []))
-    if errors:
-        return score_page(round_id, project_id, values=request.form, errors=errors)
-    try:
-        api.put(f"/api/v1/rounds/{round_id}/projects/{project_id}/scores", body)
-    except ApiError as problem:
-        if problem.status >= 500:
-            raise
-        return score_page(round_id, project_id, values=request.form, problem=problem)
-    if conflict:
-        flash(gettext("Conflict of interest declared: the project will be given to another reviewer."), "success")
-        return redirect(url_for("reviewer.home"))
-    flash(gettext("Scores saved. You can change them until the round closes."), "success")
-    return redirect(url_for("reviewer.score", round_id=round_id, project_id=project_id))
+    criteria = [] if conflict else api.get(f"/api/v1/rounds/{round_id}").get("criteria", [])
+
+    def parse(form):
+        return forms.conflict_body(form) if conflict else forms.scores_body(form, criteria)
+
+    def done(_):
+        if conflict:
+            return flash_and_go(gettext("Conflict of interest declared: the project will be given to another "
+                                        "reviewer."), "reviewer.home")
+        return flash_and_go(gettext("Scores saved. You can change them until the round closes."), "reviewer.score",
+                            round_id=round_id, project_id=project_id)
+
+    return post_form(parse, lambda body: api.put(f"/api/v1/rounds/{round_id}/projects/{project_id}/scores", body),
+                     lambda **shown: score_page(round_id, project_id, values=request.form, **shown), done)
 
 
 @blp.get("/rounds/<round_id>/results")
