@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -51,6 +52,52 @@ class _GroupStuck(Exception):
     """The consumer has had no partitions for longer than a join takes."""
 
 
+# A poll asked to return within 200 ms may still block in the group join (kafka-python 3.0 waits for the join in
+# `ensure_active_group`; on a Tansu group held by a dead leader, for minutes: seen in fault scenario 3 under load).
+# After this long the poll's consumer is closed from another thread, which makes the poll raise, and the group is
+# started afresh as for _GroupStuck. Longer than Apache Kafka may hold a join during a rebalance (the rebalance
+# timeout, max_poll_interval_ms: 30 s in shared/kafka.py).
+STUCK_POLL_SECONDS = 45.0
+
+
+class _PollWatchdog:
+    """Closes a consumer whose poll has not returned for `limit_seconds`; `fired` tells the loop why it raised."""
+
+    def __init__(self, consumer, limit_seconds: float, group_id: str):
+        self.consumer = consumer
+        self.limit_seconds = limit_seconds
+        self.group_id = group_id
+        self.fired = False
+        self._polling_since: float | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"poll-watchdog-{group_id}", daemon=True)
+
+    def start(self) -> "_PollWatchdog":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+
+    @contextmanager
+    def watching(self):
+        self._polling_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._polling_since = None
+
+    def _watch(self) -> None:
+        while not self._done.wait(1.0):
+            since = self._polling_since
+            if since is not None and time.monotonic() - since > self.limit_seconds:
+                self.fired = True
+                log.warning("consumer %s: a poll has not returned for %.0f s (stuck joining its group); closing it",
+                            self.group_id, time.monotonic() - since)
+                Consumer._close(self.consumer)
+                return
+
+
 @dataclass
 class Decoded:
     message: object  # kafka ConsumerRecord
@@ -82,21 +129,31 @@ class Consumer:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             consumer = None
+            watchdog = None
             try:
                 self.kafka.ensure_topics(self.topics + [dlq_topic(t) for t in self.topics])
                 consumer = self.kafka.consumer(self.group_id, self.topics)
-                self._consume(consumer, stop)
+                watchdog = _PollWatchdog(consumer, STUCK_POLL_SECONDS, self.group_id).start()
+                self._consume(consumer, stop, watchdog)
             except _GroupStuck:
                 self._close(consumer)
                 consumer = None
                 self._reset_group()
-            except (KafkaError, PyMongoError, OSError, Unavailable) as exc:
+            except Exception as exc:  # noqa: BLE001 - sorted below; anything else is re-raised
+                if watchdog is not None and watchdog.fired:  # whatever the poll it closed raised
+                    consumer = None
+                    self._reset_group()
+                    continue
+                if not isinstance(exc, (KafkaError, PyMongoError, OSError, Unavailable)):
+                    raise
                 log.warning("consumer %s restarting after: %s: %s", self.group_id, type(exc).__name__, exc)
                 stop.wait(1.0)
             finally:
+                if watchdog is not None:
+                    watchdog.stop()
                 self._close(consumer)
 
-    def _consume(self, consumer, stop: threading.Event) -> None:
+    def _consume(self, consumer, stop: threading.Event, watchdog: "_PollWatchdog") -> None:
         """Poll, apply, commit, for as long as the group keeps this consumer.
 
         The database failing a batch (away, or too slow to settle a conflict) does not cost the group
@@ -107,7 +164,8 @@ class Consumer:
         unassigned_since = time.monotonic()
         pause = self.backoff_seconds
         while not stop.is_set():
-            batches = consumer.poll(timeout_ms=200)
+            with watchdog.watching():
+                batches = consumer.poll(timeout_ms=200)
             if consumer.assignment():
                 self.assigned.set()
                 unassigned_since = time.monotonic()
