@@ -135,19 +135,18 @@ class Consumer:
                 consumer = self.kafka.consumer(self.group_id, self.topics)
                 watchdog = _PollWatchdog(consumer, STUCK_POLL_SECONDS, self.group_id).start()
                 self._consume(consumer, stop, watchdog)
-            except _GroupStuck:
-                self._close(consumer)
-                consumer = None
-                self._reset_group()
             except Exception as exc:  # noqa: BLE001 - sorted below; anything else is re-raised
-                if watchdog is not None and watchdog.fired:  # whatever the poll it closed raised
+                # No partitions for too long, or a poll the watchdog closed (whatever that poll raised): the
+                # group may be held by a dead member, so it starts afresh.
+                if isinstance(exc, _GroupStuck) or (watchdog is not None and watchdog.fired):
+                    self._close(consumer)
                     consumer = None
                     self._reset_group()
-                    continue
-                if not isinstance(exc, (KafkaError, PyMongoError, OSError, Unavailable)):
+                elif isinstance(exc, (KafkaError, PyMongoError, OSError, Unavailable)):
+                    log.warning("consumer %s restarting after: %s: %s", self.group_id, type(exc).__name__, exc)
+                    stop.wait(1.0)
+                else:
                     raise
-                log.warning("consumer %s restarting after: %s: %s", self.group_id, type(exc).__name__, exc)
-                stop.wait(1.0)
             finally:
                 if watchdog is not None:
                     watchdog.stop()

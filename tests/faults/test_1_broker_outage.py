@@ -8,9 +8,9 @@ their offsets gone and read from the beginning, skipping what they had applied.
 
 from __future__ import annotations
 
-import pytest
-
 import time
+
+import pytest
 
 from tests.faults.bureau import Bureau, expect, is_clean_failure
 from tests.faults.burst import Command, run_burst, shuffled, tally

@@ -9,11 +9,11 @@ journaled writes), so what was acknowledged before the crash is there after it.
 
 from __future__ import annotations
 
-import pytest
-
 import threading
 import time
 from collections import Counter
+
+import pytest
 
 from tests.faults.bureau import Bureau, expect, is_clean_failure, new_key
 from tests.faults.burst import Command, run_burst, shuffled, tally
