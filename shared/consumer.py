@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from kafka import OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
@@ -49,7 +49,29 @@ MAX_PAUSE_SECONDS = 5.0
 
 
 class _GroupStuck(Exception):
-    """The consumer has had no partitions for longer than a join takes."""
+    """The group has not settled this consumer's partitions for longer than a join takes."""
+
+
+class _Membership(ConsumerRebalanceListener):
+    """Whether the group has settled this consumer's partitions (possibly none, in a group with more members
+    than partitions), and since when it has not.
+
+    `consumer.assignment()` cannot tell: kafka-python keeps the old partitions there while it rejoins, and a
+    rejoin can go on for good on a Tansu group left in a bad state by killed members (seen in fault scenario 3:
+    JoinGroup, SyncGroup, JoinGroup again, every 3 s for minutes, without an error). The callbacks run on
+    kafka-python's network thread; the loop only reads the two fields."""
+
+    def __init__(self):
+        self.settled = False
+        self.unsettled_since = time.monotonic()
+
+    def on_partitions_revoked(self, revoked):
+        if self.settled:
+            self.settled = False
+            self.unsettled_since = time.monotonic()
+
+    def on_partitions_assigned(self, assigned):
+        self.settled = True
 
 
 # A poll asked to return within 200 ms may still block in the group join (kafka-python 3.0 waits for the join in
@@ -132,12 +154,13 @@ class Consumer:
             watchdog = None
             try:
                 self.kafka.ensure_topics(self.topics + [dlq_topic(t) for t in self.topics])
-                consumer = self.kafka.consumer(self.group_id, self.topics)
+                membership = _Membership()
+                consumer = self.kafka.consumer(self.group_id, self.topics, listener=membership)
                 watchdog = _PollWatchdog(consumer, STUCK_POLL_SECONDS, self.group_id).start()
-                self._consume(consumer, stop, watchdog)
+                self._consume(consumer, stop, watchdog, membership)
             except Exception as exc:  # noqa: BLE001 - sorted below; anything else is re-raised
-                # No partitions for too long, or a poll the watchdog closed (whatever that poll raised): the
-                # group may be held by a dead member, so it starts afresh.
+                # Not settled in the group for too long, or a poll the watchdog closed (whatever that poll
+                # raised): the group may be held by a dead member, so it starts afresh.
                 if isinstance(exc, _GroupStuck) or (watchdog is not None and watchdog.fired):
                     self._close(consumer)
                     consumer = None
@@ -152,7 +175,7 @@ class Consumer:
                     watchdog.stop()
                 self._close(consumer)
 
-    def _consume(self, consumer, stop: threading.Event, watchdog: "_PollWatchdog") -> None:
+    def _consume(self, consumer, stop: threading.Event, watchdog: _PollWatchdog, membership: _Membership) -> None:
         """Poll, apply, commit, for as long as the group keeps this consumer.
 
         The database failing a batch (away, or too slow to settle a conflict) does not cost the group
@@ -160,15 +183,13 @@ class Consumer:
         would take seconds on Tansu and can leave its group stuck (see KafkaLink.reset_group)."""
         committed: dict[TopicPartition, int] = {}
         next_check = time.monotonic() + self.offsets_check_seconds
-        unassigned_since = time.monotonic()
         pause = self.backoff_seconds
         while not stop.is_set():
             with watchdog.watching():
                 batches = consumer.poll(timeout_ms=200)
-            if consumer.assignment():
+            if membership.settled:
                 self.assigned.set()
-                unassigned_since = time.monotonic()
-            elif time.monotonic() - unassigned_since > self.join_timeout_seconds:
+            elif time.monotonic() - membership.unsettled_since > self.join_timeout_seconds:
                 raise _GroupStuck()
             if batches:
                 # One transaction and one offset commit for everything the poll returned, whichever
@@ -188,7 +209,10 @@ class Consumer:
                 consumer.commit({partition: OffsetAndMetadata(offset, None, -1)
                                  for partition, offset in offsets.items()})
                 committed.update(offsets)
-            if time.monotonic() >= next_check:
+            # Not while the group rebalances: consumer.committed() then waits behind the JoinGroup the broker
+            # holds on the same connection, and kafka-python 3.0 drops a join that completes while no poll
+            # awaits it and joins again; in step with this check, that repeated for good (fault scenario 3).
+            if membership.settled and time.monotonic() >= next_check:
                 self._rewind_if_broker_forgot(consumer, committed)
                 next_check = time.monotonic() + self.offsets_check_seconds
 
@@ -209,15 +233,15 @@ class Consumer:
                 pass
 
     def _reset_group(self) -> None:
-        """No partitions for longer than a join takes: the group may be held by a dead member (see
+        """Not settled in the group for longer than a join takes: the group may be held by a dead member (see
         KafkaLink.reset_group), so start it afresh with its committed offsets; this consumer joins again."""
         try:
-            offsets = self.kafka.reset_group(self.group_id, reason=f"no assignment in {self.join_timeout_seconds:.0f} s")
+            offsets = self.kafka.reset_group(self.group_id, reason=f"not settled in {self.join_timeout_seconds:.0f} s")
         except KafkaError as exc:
             log.warning("consumer %s: resetting its group failed: %s", self.group_id, exc)
             return
         if offsets is not None:
-            log.warning("consumer %s had no partitions for %.0f s; started its group afresh with %d committed "
+            log.warning("consumer %s was not settled in its group for %.0f s; started it afresh with %d committed "
                         "offsets", self.group_id, self.join_timeout_seconds, len(offsets))
 
     def _rewind_if_broker_forgot(self, consumer, committed: dict) -> None:

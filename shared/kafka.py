@@ -97,7 +97,11 @@ class KafkaLink:
         admin = self.admin()
         description = admin.describe_groups([group_id]).get(group_id) or {}
         if description.get("group_state") == "Stable":
-            return None  # a working group whose members hold every partition (more members than partitions)
+            # A working group whose members hold every partition (more members than partitions).
+            log.warning("group %s (%s) left alone: it is Stable with members %s", group_id, reason,
+                        [(member.get("client_id"), member.get("client_host"), member.get("member_id"))
+                         for member in description.get("members") or []])
+            return None
         offsets = admin.list_group_offsets({group_id: None}).get(group_id) or {}
         members = [MemberToRemove(member_id=member["member_id"], reason=reason)
                    for member in description.get("members") or []]
@@ -109,7 +113,9 @@ class KafkaLink:
             admin.alter_group_offsets(group_id, kept)
         return kept
 
-    def consumer(self, group_id: str, topics: list[str], **overrides) -> KafkaConsumer:
+    def consumer(self, group_id: str, topics: list[str], *, listener=None, **overrides) -> KafkaConsumer:
+        """A consumer in the group, subscribed to the topics; `listener` (a ConsumerRebalanceListener) hears the
+        group's assignments."""
         options = dict(
             bootstrap_servers=self.bootstrap_servers,
             client_id=f"{self.client_id}-{group_id}",
@@ -132,7 +138,7 @@ class KafkaLink:
         )
         options.update(overrides)
         consumer = KafkaConsumer(**options)
-        consumer.subscribe(topics)
+        consumer.subscribe(topics, listener=listener)
         return consumer
 
     def reset(self) -> None:

@@ -33,7 +33,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
-def configure(service: str, level: str = "INFO") -> None:
+def configure(service: str, level: str = "INFO", kafka_level: str = "CRITICAL") -> None:
+    """JSON lines on stderr at `level`; kafka-python's own loggers at `kafka_level` (by default only its
+    critical errors: it logs every refused connection as an error, and our relay and consumer report what
+    matters; INFO shows each group join and assignment)."""
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return
@@ -41,5 +44,4 @@ def configure(service: str, level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter(service))
     root.handlers = [handler]
     root.setLevel(level)
-    # kafka-python logs every refused connection as an error; our relay and consumer report what matters.
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    logging.getLogger("kafka").setLevel(kafka_level)

@@ -60,6 +60,8 @@ class Settings:
     web_workers: int = _setting("WEB_CONCURRENCY", 2, help="gunicorn worker processes per service")
     web_threads: int = _setting("WEB_THREADS", 8, help="threads per gunicorn worker")
     log_level: str = _setting("SOCORG_LOG_LEVEL", "INFO")
+    kafka_log_level: str = _setting("SOCORG_KAFKA_LOG_LEVEL", "CRITICAL",
+                                    help="kafka-python's own log level (INFO shows group joins and assignments)")
     data_dir: str = _setting("SOCORG_DATA_DIR", ".data", help="where `socorg up` keeps local data")
 
     # Domain thresholds (../shared/DOMAIN.md): every one is a setting because districts differ.

@@ -138,7 +138,7 @@ class Worker:
 
 def run_worker(service: str, settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
-    logs.configure(f"{service}-worker", settings.log_level)
+    logs.configure(f"{service}-worker", settings.log_level, settings.kafka_log_level)
     # `kill -USR1 PID` writes every thread's stack to stderr and the worker goes on: for one that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     Worker(service, settings).run_forever()

@@ -82,7 +82,9 @@ class FaultSystem:
         """`socorg worker SERVICE` as its own process; `faults` arms SOCORG_FAULTS crash points. A worker's
         Python dumps every thread's stack into its log on SIGABRT (for a worker that hangs)."""
         extra = {"SOCORG_FAULTS": faults} if faults else {}
-        extra |= {"PYTHONFAULTHANDLER": "1", **env}
+        # kafka-python's INFO lines show each group join and assignment: a consumer that does not get going
+        # says why in its log.
+        extra |= {"PYTHONFAULTHANDLER": "1", "SOCORG_KAFKA_LOG_LEVEL": "INFO", **env}
         process = infra.ManagedProcess(f"{service}-worker", [str(BIN / "socorg"), "worker", service], 0,
                                        self.logs / f"{service}-worker.log", env=self.stack.env(**extra))
         with open(process.log_path, "a") as log:
@@ -157,29 +159,36 @@ class FaultSystem:
             unsent = list(self.db(service)["outbox"].find({"sent": False}, {"event.type": 1}).limit(5))
             if unsent:
                 lines.append(f"{service} outbox has unsent {[r['event']['type'] for r in unsent]}")
+        behind = []
         for consumer, producers in CONSUMES.items():
             processed = self.processed_ids(consumer)
             for producer in producers:
                 missing = [r for r in self.db(producer)["outbox"].find({}, {"event.type": 1, "sent": 1})
                            if r["_id"] not in processed]
                 if missing:
+                    behind.append(consumer)
                     lines.append(f"{consumer} has not applied {len(missing)} {producer} events, e.g. "
                                  f"{[(r['_id'], r['event']['type'], r['sent']) for r in missing[:3]]}")
         lines += [f"{p.name} exited with {p.process.returncode}" for p in [*self.workers.values(), *self.web.values()]
                   if not p.running]
-        lines += [self.worker_log_tail(service) for service in CONSUMERS]
+        lines += [self.worker_log_tail(service) for service in dict.fromkeys(behind or CONSUMERS)]
         return "; ".join(lines) or "nothing (it caught up just now)"
 
-    def worker_log_tail(self, service: str, lines: int = 150) -> str:
-        """The end of a worker's log, with its threads' stacks when it is running (CI keeps no log files)."""
+    def worker_log_tail(self, service: str, lines: int = 60) -> str:
+        """A worker's busy threads' stacks when it is running, then the end of its log (CI keeps no log files,
+        and shows only the start and the end of a long failure message, so this is kept short)."""
         worker = self.workers.get(service)
         if worker is None:
             return f"{service} worker never started"
+        log_text = worker.log_path.read_text(errors="replace")
+        stacks = ""
         if worker.running:
             os.kill(worker.process.pid, signal.SIGUSR1)  # shared/worker.py dumps its threads' stacks on it
             time.sleep(1.0)
-        tail = worker.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return f"\n---- end of {worker.log_path.name} ----\n" + "\n".join(line[:300] for line in tail)
+            stacks = busy_threads(worker.log_path.read_text(errors="replace")[len(log_text):])
+        tail = [line[:400] for line in log_text.splitlines() if line.strip()][-lines:]
+        return (f"\n---- {service} worker's busy threads ----\n{stacks}"
+                f"\n---- end of {worker.log_path.name} ----\n" + "\n".join(tail))
 
     def topic_messages(self, producer: str, idle_ms: int = 3000) -> list["TopicMessage"]:
         return read_topic(self.settings.kafka_bootstrap_servers, self.settings.topic(producer), idle_ms)
@@ -195,6 +204,21 @@ class FaultSystem:
             return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
         finally:
             admin.close()
+
+
+# Where the threads that only wait start: the kafka client's network loop, pymongo's monitors, the poll
+# watchdog and the main thread (`socorg worker`).
+IDLE_THREAD_STARTS = ("kafka/net/selector.py", "pymongo/periodic_executor.py", " in _watch", "bin/socorg")
+
+
+def busy_threads(dump: str) -> str:
+    """The threads of a faulthandler dump (innermost frame first) that are doing something."""
+    busy = []
+    for block in dump.replace("Current thread", "Thread").split("Thread 0x")[1:]:
+        frames = [line for line in block.strip().splitlines()[1:] if "threading.py" not in line]
+        if frames and not any(start in frames[-1] for start in IDLE_THREAD_STARTS):
+            busy.append("Thread 0x" + block.strip())
+    return "\n\n".join(busy) or dump[-3000:]
 
 
 def kill_group(process: infra.ManagedProcess) -> None:

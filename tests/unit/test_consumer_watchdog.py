@@ -1,6 +1,9 @@
-"""The consumer loop gets out of a poll that never returns (kafka-python can block in a group join that a broker
-never completes): the poll's consumer is closed from the watchdog thread, the group is started afresh, and a new
-consumer takes over. The broker side is a stand-in here; the real case runs in tests/faults/test_3."""
+"""The consumer loop gets out of a group that does not settle it:
+- a poll that never returns (kafka-python can block in a group join that a broker never completes): the poll's
+  consumer is closed from the watchdog thread, the group is started afresh, and a new consumer takes over;
+- polls that return while the group rejoins for good (JoinGroup, SyncGroup, JoinGroup again; kafka-python keeps
+  reporting the old partitions meanwhile): the group is started afresh and a new consumer takes over.
+The broker side is a stand-in here; the real cases run in tests/faults/test_3."""
 
 from __future__ import annotations
 
@@ -43,17 +46,45 @@ class IdleConsumer:
         pass
 
 
+class RejoiningConsumer:
+    """Settled once, then revoked by a rebalance that never completes; its polls return nothing and its
+    assignment still shows the old partitions, as kafka-python's does while it rejoins."""
+
+    def __init__(self, listener):
+        self.listener = listener
+        self.polls = 0
+        self.closed = False
+
+    def poll(self, timeout_ms):
+        self.polls += 1
+        if self.polls == 1:
+            self.listener.on_partitions_assigned({"t-0"})
+        elif self.polls == 2:
+            self.listener.on_partitions_revoked({"t-0"})
+        threading.Event().wait(timeout_ms / 1000)
+        return {}
+
+    def assignment(self):
+        return {"t-0"}
+
+    def close(self, autocommit=True):
+        self.closed = True
+
+
 class Link:
-    def __init__(self, stop):
-        self.made = [BlockingConsumer(), IdleConsumer(stop)]
+    def __init__(self, stop, first=BlockingConsumer):
+        self.made = [first, IdleConsumer]
+        self.stop = stop
         self.handed = []
         self.resets = []
 
     def ensure_topics(self, topics):
         return set()
 
-    def consumer(self, group_id, topics):
-        self.handed.append(self.made.pop(0))
+    def consumer(self, group_id, topics, listener=None):
+        kind = self.made.pop(0)
+        self.handed.append(kind(self.stop) if kind is IdleConsumer else
+                           kind(listener) if kind is RejoiningConsumer else kind())
         return self.handed[-1]
 
     def reset_group(self, group_id, reason):
@@ -74,4 +105,20 @@ def test_a_poll_stuck_in_the_join_is_closed_and_the_group_started_afresh(monkeyp
     first, second = link.handed
     assert first.closed.is_set()  # the stuck poll's consumer, closed by the watchdog
     assert link.resets == ["g"]  # then the group started afresh
+    assert isinstance(second, IdleConsumer)  # and a new consumer polled
+
+
+def test_a_group_that_never_settles_the_consumer_again_is_started_afresh():
+    stop = threading.Event()
+    link = Link(stop, first=RejoiningConsumer)
+    consumer = Consumer(client=None, db={"processed_events": None, "dead_letters": None}, kafka=link,
+                        group_id="g", topics=["t"], handlers={}, join_timeout_seconds=1.0)
+    runner = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    runner.start()
+    runner.join(20)
+    assert not runner.is_alive()
+    first, second = link.handed
+    assert consumer.assigned.is_set()  # it was settled once
+    assert first.polls > 3 and first.closed  # polled on, unsettled, for the join timeout; then closed
+    assert link.resets == ["g"]  # the group started afresh
     assert isinstance(second, IdleConsumer)  # and a new consumer polled
