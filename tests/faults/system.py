@@ -9,6 +9,7 @@ crash is `kill()` (SIGKILL, as `kill -9`).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -174,21 +175,22 @@ class FaultSystem:
         lines += [self.worker_log_tail(service) for service in dict.fromkeys(behind or CONSUMERS)]
         return "; ".join(lines) or "nothing (it caught up just now)"
 
-    def worker_log_tail(self, service: str, lines: int = 60) -> str:
-        """A worker's busy threads' stacks when it is running, then the end of its log (CI keeps no log files,
-        and shows only the start and the end of a long failure message, so this is kept short)."""
+    def worker_log_tail(self, service: str, lines: int = 40) -> str:
+        """The end of a worker's log, then its consumer thread's stack when it is running. CI keeps no log files
+        and shows only the start and the end of a long failure message, so this is short, and the stack is last."""
         worker = self.workers.get(service)
         if worker is None:
             return f"{service} worker never started"
         log_text = worker.log_path.read_text(errors="replace")
-        stacks = ""
+        tail = [compact(line) for line in log_text.splitlines()
+                if line.strip() and not any(chatter in line for chatter in KAFKA_CONNECTION_CHATTER)][-lines:]
+        report = f"\n---- end of {worker.log_path.name} ----\n" + "\n".join(tail)
         if worker.running:
             os.kill(worker.process.pid, signal.SIGUSR1)  # shared/worker.py dumps its threads' stacks on it
             time.sleep(1.0)
-            stacks = busy_threads(worker.log_path.read_text(errors="replace")[len(log_text):])
-        tail = [line[:400] for line in log_text.splitlines() if line.strip()][-lines:]
-        return (f"\n---- {service} worker's busy threads ----\n{stacks}"
-                f"\n---- end of {worker.log_path.name} ----\n" + "\n".join(tail))
+            dump = worker.log_path.read_text(errors="replace")[len(log_text):]
+            report += f"\n---- {service} worker's consumer thread now ----\n{consumer_threads(dump)}"
+        return report
 
     def topic_messages(self, producer: str, idle_ms: int = 3000) -> list["TopicMessage"]:
         return read_topic(self.settings.kafka_bootstrap_servers, self.settings.topic(producer), idle_ms)
@@ -206,19 +208,24 @@ class FaultSystem:
             admin.close()
 
 
-# Where the threads that only wait start: the kafka client's network loop, pymongo's monitors, the poll
-# watchdog and the main thread (`socorg worker`).
-IDLE_THREAD_STARTS = ("kafka/net/selector.py", "pymongo/periodic_executor.py", " in _watch", "bin/socorg")
+# kafka-python's INFO lines about connections and metadata (the group's joins and assignments are kept).
+KAFKA_CONNECTION_CHATTER = ('"logger": "kafka.net', '"logger": "kafka.cluster', '"logger": "kafka.conn')
 
 
-def busy_threads(dump: str) -> str:
-    """The threads of a faulthandler dump (innermost frame first) that are doing something."""
-    busy = []
-    for block in dump.replace("Current thread", "Thread").split("Thread 0x")[1:]:
-        frames = [line for line in block.strip().splitlines()[1:] if "threading.py" not in line]
-        if frames and not any(start in frames[-1] for start in IDLE_THREAD_STARTS):
-            busy.append("Thread 0x" + block.strip())
-    return "\n\n".join(busy) or dump[-3000:]
+def compact(line: str) -> str:
+    """A JSON log line as `time level logger: message`, shortened."""
+    try:
+        entry = json.loads(line)
+        return f"{entry['time'][11:23]} {entry['level']} {entry['logger']}: {entry['message'][:240]}"
+    except (ValueError, KeyError, TypeError):
+        return line[:240]
+
+
+def consumer_threads(dump: str) -> str:
+    """The stacks of a faulthandler dump (innermost frame first) that run the consumer loop."""
+    stacks = ["Thread 0x" + block.strip() for block in dump.replace("Current thread", "Thread").split("Thread 0x")[1:]]
+    loops = [stack for stack in stacks if "shared/consumer.py" in stack and " in _watch" not in stack]
+    return "\n\n".join(loops) or dump[-2000:]
 
 
 def kill_group(process: infra.ManagedProcess) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -91,6 +92,46 @@ def test_database_outage_mid_stream_keeps_the_consumer_in_its_group(tmp_path, ca
     finally:
         stack.close()
         servers.stop()
+
+
+def test_a_consumer_that_committed_gets_through_a_rebalance(stack):
+    """A second member joins the fund consumer's group and leaves again: the consumer, which has committed
+    offsets by then, is settled again after each rebalance and goes on applying. kafka-python 3.0 drops a
+    join that completes while no poll awaits it; the consumer's committed-offsets check, when it ran during a
+    rebalance, waited behind the JoinGroup the broker holds on the same connection, so every join completed
+    inside it, and the consumer joined again every 3 s for good (found in fault scenario 3)."""
+    stack.start_workers("fund")
+    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap_servers)
+    topic = stack.settings.topic("registry")
+    processed = stack.db("fund")["processed_events"]
+
+    def publish(ids):
+        for organization_id in ids:
+            producer.send(topic, key=organization_id.encode(), value=submitted(organization_id))
+        producer.flush()
+
+    publish([f"org_before_{n}" for n in range(6)])
+    wait_until(lambda: processed.count_documents({}) == 6, timeout=30, message="events before the rebalance")
+    time.sleep(2 * stack.workers["fund"].consumer.offsets_check_seconds)  # its offsets check has run
+
+    other = KafkaConsumer(topic, group_id=stack.settings.consumer_group("fund"), enable_auto_commit=False,
+                          bootstrap_servers=stack.settings.kafka_bootstrap_servers, session_timeout_ms=6000,
+                          heartbeat_interval_ms=1000, max_poll_interval_ms=30000)
+    try:
+        wait_until(lambda: other.poll(timeout_ms=200) is not None and other.assignment(), timeout=60,
+                   message="a second member given partitions")
+        publish([f"org_shared_{n}" for n in range(6)])  # some for each member; the other reads without applying
+    finally:
+        other.close(autocommit=False)  # leaves the group: one more rebalance, back to one member
+
+    publish([f"org_after_{n}" for n in range(6)])
+    wait_until(lambda: _applied(stack, "org_after_") == 6, timeout=60, message="events after the rebalances")
+    wait_until(lambda: _applied(stack, "org_shared_") == 6, timeout=30, message="the other member's share, again")
+    producer.close()
+
+
+def _applied(stack, prefix: str) -> int:
+    return stack.db("fund")["organizations"].count_documents({"_id": {"$regex": f"^{prefix}"}})
 
 
 def test_consumer_crash_between_effect_and_commit_applies_once(stack):
