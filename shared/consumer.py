@@ -19,7 +19,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
@@ -27,7 +27,7 @@ from kafka.errors import KafkaError
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from shared import faults
 from shared.errors import Unavailable
@@ -39,6 +39,10 @@ log = logging.getLogger("socorg.consumer")
 
 PROCESSED = "processed_events"
 DEAD_LETTERS = "dead_letters"
+SESSIONS = "consumer_sessions"
+# A session record its consumer has not renewed for this long has nothing left to abort: the database has
+# reaped its transaction by then (transactionLifetimeLimitSeconds: 60 s on MongoDB and on SecantusDB).
+SESSION_RECORD_SECONDS = 120.0
 
 # A handler applies one event's effect inside the given transaction.
 Handler = Callable[[ClientSession, dict], None]
@@ -120,6 +124,58 @@ class _PollWatchdog:
                 return
 
 
+class TransactionSessions:
+    """The one session a consumer life runs its transactions in, recorded so that the next life can abort a
+    transaction this one leaves open when it is killed.
+
+    A killed consumer's open transaction keeps the records it wrote until the database reaps it (60 s): the
+    consumer that takes over reads the same events again, conflicts on the same records and waits (seen in
+    fault scenario 3, a minute per kill). So a consumer starting kills the recorded sessions of its group's
+    other members (`killSessions` aborts their transactions). A live member loses at most the transaction of
+    the batch it is applying, which it then applies again; its session stays usable."""
+
+    def __init__(self, client: MongoClient, db: Database, group_id: str):
+        self.client = client
+        self.records = db[SESSIONS]
+        self.group_id = group_id
+        self.session: ClientSession | None = None
+
+    def open(self) -> ClientSession:
+        now = datetime.now(timezone.utc)
+        others = list(self.records.find({"group": self.group_id}))
+        if others:
+            try:
+                self.client.admin.command("killSessions", [record["lsid"] for record in others])
+            except OperationFailure as exc:  # not allowed here: their transactions end when the database reaps them
+                log.warning("consumer %s could not end its predecessors' sessions: %s", self.group_id, exc)
+            reaped = [record["_id"] for record in others
+                      if now - record["renewed_at"] > timedelta(seconds=SESSION_RECORD_SECONDS)]
+            if reaped:
+                self.records.delete_many({"_id": {"$in": reaped}})
+        self.session = self.client.start_session()
+        self.records.insert_one({"_id": self._key(), "group": self.group_id, "lsid": self.session.session_id,
+                                 "renewed_at": now})
+        return self.session
+
+    def renew(self) -> None:
+        if self.session is not None:
+            self.records.update_one({"_id": self._key()}, {"$set": {"renewed_at": datetime.now(timezone.utc)}})
+
+    def close(self) -> None:
+        """This life ends without a transaction open: its record goes, and so does its session."""
+        if self.session is None:
+            return
+        try:
+            self.records.delete_one({"_id": self._key()})
+            self.session.end_session()
+        except PyMongoError:
+            pass  # the record is reaped later; the session ends with the client
+        self.session = None
+
+    def _key(self) -> str:
+        return self.session.session_id["id"].hex()
+
+
 @dataclass
 class Decoded:
     message: object  # kafka ConsumerRecord
@@ -146,6 +202,7 @@ class Consumer:
         self.dead_letters = db[DEAD_LETTERS]
         # Set once the group has given this consumer its partitions (the join takes seconds on Tansu).
         self.assigned = threading.Event()
+        self.sessions = TransactionSessions(client, db, group_id)
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -154,6 +211,7 @@ class Consumer:
             watchdog = None
             try:
                 self.kafka.ensure_topics(self.topics + [dlq_topic(t) for t in self.topics])
+                self.sessions.open()
                 membership = _Membership()
                 consumer = self.kafka.consumer(self.group_id, self.topics, listener=membership)
                 watchdog = _PollWatchdog(consumer, STUCK_POLL_SECONDS, self.group_id).start()
@@ -174,6 +232,7 @@ class Consumer:
                 if watchdog is not None:
                     watchdog.stop()
                 self._close(consumer)
+                self.sessions.close()
 
     def _consume(self, consumer, stop: threading.Event, watchdog: _PollWatchdog, membership: _Membership) -> None:
         """Poll, apply, commit, for as long as the group keeps this consumer.
@@ -209,11 +268,14 @@ class Consumer:
                 consumer.commit({partition: OffsetAndMetadata(offset, None, -1)
                                  for partition, offset in offsets.items()})
                 committed.update(offsets)
-            # Not while the group rebalances: consumer.committed() then waits behind the JoinGroup the broker
-            # holds on the same connection, and kafka-python 3.0 drops a join that completes while no poll
-            # awaits it and joins again; in step with this check, that repeated for good (fault scenario 3).
-            if membership.settled and time.monotonic() >= next_check:
-                self._rewind_if_broker_forgot(consumer, committed)
+            if time.monotonic() >= next_check:
+                self.sessions.renew()
+                # Not while the group rebalances: consumer.committed() then waits behind the JoinGroup the
+                # broker holds on the same connection, and kafka-python 3.0 drops a join that completes while
+                # no poll awaits it and joins again; in step with this check, that repeated for good (fault
+                # scenario 3).
+                if membership.settled:
+                    self._rewind_if_broker_forgot(consumer, committed)
                 next_check = time.monotonic() + self.offsets_check_seconds
 
     @staticmethod
@@ -270,7 +332,7 @@ class Consumer:
         if not good:
             return
         try:
-            run_in_transaction(self.client, lambda session: self._apply(session, good))
+            run_in_transaction(self.client, lambda session: self._apply(session, good), session=self.sessions.session)
         except Unavailable:
             raise  # the database is away: stop without committing; the messages come again
         except Exception as exc:  # noqa: BLE001 - isolate the failing message below
@@ -304,13 +366,15 @@ class Consumer:
                             "handled": handler is not None, "at": now})
         if records:
             self.processed.insert_many(records, session=session)
+        faults.point("consumer.in_transaction")
         return len(records)
 
     def _apply_with_retries(self, item: Decoded) -> None:
         error = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                run_in_transaction(self.client, lambda session: self._apply(session, [item]))
+                run_in_transaction(self.client, lambda session: self._apply(session, [item]),
+                                   session=self.sessions.session)
                 return
             except (Unavailable, ConnectionFailure):
                 raise  # the database is away: stop without committing, retry from the offset

@@ -34,23 +34,27 @@ def connect(uri: str, *, app_name: str = "socorg") -> MongoClient:
 
 
 def run_in_transaction(client: MongoClient, work: Callable[[ClientSession], T], *,
-                       deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS) -> T:
+                       deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS,
+                       session: ClientSession | None = None) -> T:
     """Run `work(session)` in a transaction, retrying transient conflicts until the deadline.
 
     A write conflict between concurrent transactions is retried from the start (the work function
     must be re-runnable: it reads its inputs again inside the session). A database that does not
     answer becomes `Unavailable` (503); nothing was committed unless the commit outcome is unknown,
-    which is why creates accept an Idempotency-Key.
+    which is why creates accept an Idempotency-Key. A caller that must know its transactions' session
+    (the event consumer) passes `session`; otherwise each attempt starts one.
     """
     deadline = time.monotonic() + deadline_seconds
     attempt = 0
     while True:
         attempt += 1
         try:
-            with client.start_session() as session:
+            if session is not None:
                 with session.start_transaction():
-                    result = work(session)
-                return result
+                    return work(session)
+            with client.start_session() as own_session:
+                with own_session.start_transaction():
+                    return work(own_session)
         except PyMongoError as exc:
             retryable = _has_label(exc, "TransientTransactionError") or _has_label(exc, "UnknownTransactionCommitResult")
             if retryable and time.monotonic() < deadline:

@@ -5,8 +5,10 @@ the dead one's 6 s session ran out (measured; a shorter session leaves Tansu's g
 takes minutes and is marked slow.
 
 The evaluation and fund workers (each: outbox relay + consumer) are restarted after every death, with a
-seeded random choice of how the next one dies: at a crash point of shared/faults.py (after a batch's
-effects committed but before the offset was: `consumer.after_apply` and `consumer.before_commit`; after
+seeded random choice of how the next one dies: at a crash point of shared/faults.py (inside a batch's
+transaction, before it commits: `consumer.in_transaction`, whose open transaction the next life must end, or
+else wait a minute for the database to reap it; after a batch's effects committed but before the offset was:
+`consumer.after_apply` and `consumer.before_commit`; after
 its relay published but before it marked the records sent: `relay.after_publish`), or by SIGKILL at a
 random moment (while starting, joining its group, applying, or idle). Meanwhile the registry's API
 produces 1,000 registry events that also make the consumers write events of their own (disqualified
@@ -38,7 +40,8 @@ STREAM_SECONDS = 170.0  # paced so that events keep coming while the consumers d
 # (for the relay's: with the first events the consumer writes of its own); an armed life that has not reached
 # it after ARMED_LIMIT is SIGKILLed instead. The other lives are SIGKILLed at a random moment of their first
 # SIGKILL_WITHIN seconds: while starting, joining the group, applying or idle.
-DEATHS = ["consumer.after_apply"] * 5 + ["consumer.before_commit"] * 5 + ["relay.after_publish"] + ["sigkill"] * 9
+DEATHS = (["consumer.in_transaction"] * 3 + ["consumer.after_apply"] * 4 + ["consumer.before_commit"] * 4
+          + ["relay.after_publish"] + ["sigkill"] * 8)
 SIGKILL_WITHIN = (0.5, 12.0)
 ARMED_LIMIT = 25.0
 

@@ -154,6 +154,29 @@ def test_consumer_crash_between_effect_and_commit_applies_once(stack):
         restarted.wait(30)
 
 
+def test_a_consumer_killed_inside_its_transaction_is_taken_over_at_once(stack):
+    """A worker dies with its batch's transaction open: the database would keep the records that transaction
+    wrote until it reaps it (60 s), and the next worker, reading the same events, would conflict on them until
+    then. The next worker ends its predecessor's recorded session, which aborts that transaction, and applies
+    the events within seconds, each once."""
+    stack.start_workers("registry")  # the relay publishes registry events
+    crashing = stack.spawn_worker("fund", SOCORG_FAULTS="consumer.in_transaction")
+    organization = stack.client("registry", "applicant").post("/api/v1/organizations", application()).body
+    assert crashing.wait(60) == 137, "the fund worker should have died inside its transaction"
+    assert stack.db("fund")["organizations"].find_one({"_id": organization["id"]}) is None  # nothing committed
+
+    restarted = stack.spawn_worker("fund")
+    try:
+        started = time.monotonic()
+        wait_until(lambda: read_models(stack, "fund", [organization["id"]]), timeout=60, message="taken over")
+        taken_over = time.monotonic() - started
+        assert taken_over < 25, f"the event waited {taken_over:.0f} s for the dead worker's transaction"
+        assert stack.db("fund")["organizations"].find_one({"_id": organization["id"]})["applied_events"] == 1
+    finally:
+        restarted.terminate()
+        restarted.wait(30)
+
+
 def test_poison_message_goes_to_the_dlq_and_the_consumer_moves_on(stack):
     stack.start_workers()
     topic = stack.settings.topic("registry")

@@ -71,6 +71,23 @@ class RejoiningConsumer:
         self.closed = True
 
 
+# The loop's database side is not used here: no batch is applied.
+DATABASE = {"processed_events": None, "dead_letters": None, "consumer_sessions": None}
+
+
+class NoSessions:
+    session = None
+
+    def open(self):
+        return None
+
+    def renew(self):
+        pass
+
+    def close(self):
+        pass
+
+
 class Link:
     def __init__(self, stop, first=BlockingConsumer):
         self.made = [first, IdleConsumer]
@@ -96,8 +113,9 @@ def test_a_poll_stuck_in_the_join_is_closed_and_the_group_started_afresh(monkeyp
     monkeypatch.setattr(consumer_module, "STUCK_POLL_SECONDS", 1.0)
     stop = threading.Event()
     link = Link(stop)
-    consumer = Consumer(client=None, db={"processed_events": None, "dead_letters": None}, kafka=link,
+    consumer = Consumer(client=None, db=DATABASE, kafka=link,
                         group_id="g", topics=["t"], handlers={}, join_timeout_seconds=1.0)
+    consumer.sessions = NoSessions()
     runner = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     runner.start()
     runner.join(20)
@@ -111,8 +129,9 @@ def test_a_poll_stuck_in_the_join_is_closed_and_the_group_started_afresh(monkeyp
 def test_a_group_that_never_settles_the_consumer_again_is_started_afresh():
     stop = threading.Event()
     link = Link(stop, first=RejoiningConsumer)
-    consumer = Consumer(client=None, db={"processed_events": None, "dead_letters": None}, kafka=link,
+    consumer = Consumer(client=None, db=DATABASE, kafka=link,
                         group_id="g", topics=["t"], handlers={}, join_timeout_seconds=1.0)
+    consumer.sessions = NoSessions()
     runner = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     runner.start()
     runner.join(20)
