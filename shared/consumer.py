@@ -158,8 +158,14 @@ class TransactionSessions:
         return self.session
 
     def renew(self) -> None:
-        if self.session is not None:
+        """Best effort: a database that is away must not cost the consumer its group membership, and a
+        record left unrenewed only goes sooner (SESSION_RECORD_SECONDS after its last renewal)."""
+        if self.session is None:
+            return
+        try:
             self.records.update_one({"_id": self._key()}, {"$set": {"renewed_at": datetime.now(timezone.utc)}})
+        except PyMongoError as exc:
+            log.info("consumer %s could not renew its session record: %s", self.group_id, exc)
 
     def close(self) -> None:
         """This life ends without a transaction open: its record goes, and so does its session."""
