@@ -68,6 +68,8 @@ class _Membership(ConsumerRebalanceListener):
     def __init__(self):
         self.settled = False
         self.unsettled_since = time.monotonic()
+        # Set by each settlement until the loop has checked the broker's committed offsets after it.
+        self.just_settled = False
 
     def on_partitions_revoked(self, revoked):
         if self.settled:
@@ -76,6 +78,7 @@ class _Membership(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned):
         self.settled = True
+        self.just_settled = True
 
 
 # A poll asked to return within 200 ms may still block in the group join (kafka-python 3.0 waits for the join in
@@ -256,6 +259,17 @@ class Consumer:
                 self.assigned.set()
             elif time.monotonic() - membership.unsettled_since > self.join_timeout_seconds:
                 raise _GroupStuck()
+            if membership.settled and membership.just_settled:
+                # kafka-python keeps a partition's position through a rebalance, also one after the broker
+                # restarted without its data: check before applying anything, since a commit on the new broker
+                # would hide that it forgot our offsets.
+                membership.just_settled = False
+                forgotten = self._rewind_if_broker_forgot(consumer, committed)
+                if forgotten and batches:
+                    # Read again from where this poll started (the forgotten partitions: from the beginning).
+                    self._rewind(consumer, {partition: messages for partition, messages in batches.items()
+                                            if partition not in forgotten})
+                    batches = {}
             if batches:
                 # One transaction and one offset commit for everything the poll returned, whichever
                 # partitions it came from: a key lives in one partition, so its order is kept.
@@ -312,11 +326,13 @@ class Consumer:
             log.warning("consumer %s was not settled in its group for %.0f s; started it afresh with %d committed "
                         "offsets", self.group_id, self.join_timeout_seconds, len(offsets))
 
-    def _rewind_if_broker_forgot(self, consumer, committed: dict) -> None:
+    def _rewind_if_broker_forgot(self, consumer, committed: dict) -> set:
         """A broker that restarted without its data (Tansu keeps it in memory) has lost our committed offsets,
         and the topic is refilled from the producers' outboxes from offset 0. Our in-memory positions would
-        skip those messages, so read such partitions again from the beginning; applied ids are skipped."""
+        skip those messages, so read such partitions again from the beginning; applied ids are skipped.
+        Returns the partitions read again from the beginning."""
         assignment = consumer.assignment()
+        forgotten = set()
         for partition in list(committed):
             if partition not in assignment:
                 del committed[partition]
@@ -327,6 +343,8 @@ class Consumer:
                             partition, committed[partition], on_broker)
                 consumer.seek_to_beginning(partition)
                 del committed[partition]
+                forgotten.add(partition)
+        return forgotten
 
     def process(self, messages: list) -> None:
         """Apply a poll's batch of messages; on return every one was applied or dead-lettered."""
