@@ -143,7 +143,7 @@ class TransactionSessions:
         self.group_id = group_id
         self.session: ClientSession | None = None
 
-    def open(self) -> ClientSession:
+    def open(self) -> None:
         now = datetime.now(timezone.utc)
         others = list(self.records.find({"group": self.group_id}))
         if others:
@@ -158,7 +158,6 @@ class TransactionSessions:
         self.session = self.client.start_session()
         self.records.insert_one({"_id": self._key(), "group": self.group_id, "lsid": self.session.session_id,
                                  "renewed_at": now})
-        return self.session
 
     def renew(self) -> None:
         """Best effort: a database that is away must not cost the consumer its group membership, and a

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import nullcontext
 from typing import Callable, TypeVar
 
 from pymongo import MongoClient
@@ -49,12 +50,10 @@ def run_in_transaction(client: MongoClient, work: Callable[[ClientSession], T], 
     while True:
         attempt += 1
         try:
-            if session is not None:
-                with session.start_transaction():
-                    return work(session)
-            with client.start_session() as own_session:
-                with own_session.start_transaction():
-                    return work(own_session)
+            # A caller's session stays open after the transaction; one started here ends with it.
+            with nullcontext(session) if session is not None else client.start_session() as current:
+                with current.start_transaction():
+                    return work(current)
         except PyMongoError as exc:
             retryable = _has_label(exc, "TransientTransactionError") or _has_label(exc, "UnknownTransactionCommitResult")
             if retryable and time.monotonic() < deadline:

@@ -15,10 +15,11 @@ from shared import consumer as consumer_module
 from shared.consumer import Consumer
 
 
+# Each stand-in is made as Link.consumer makes it: from the loop's stop event and the rebalance listener.
 class BlockingConsumer:
     """A KafkaConsumer whose poll blocks until it is closed, then raises as kafka-python does."""
 
-    def __init__(self):
+    def __init__(self, stop, listener):
         self.closed = threading.Event()
 
     def poll(self, timeout_ms):
@@ -32,7 +33,7 @@ class BlockingConsumer:
 class IdleConsumer:
     """The consumer after the reset: its polls return nothing."""
 
-    def __init__(self, stop: threading.Event):
+    def __init__(self, stop, listener):
         self.stop = stop
 
     def poll(self, timeout_ms):
@@ -50,7 +51,7 @@ class RejoiningConsumer:
     """Settled once, then revoked by a rebalance that never completes; its polls return nothing and its
     assignment still shows the old partitions, as kafka-python's does while it rejoins."""
 
-    def __init__(self, listener):
+    def __init__(self, stop, listener):
         self.listener = listener
         self.polls = 0
         self.closed = False
@@ -79,7 +80,7 @@ class NoSessions:
     session = None
 
     def open(self):
-        return None
+        pass
 
     def renew(self):
         pass
@@ -99,9 +100,7 @@ class Link:
         return set()
 
     def consumer(self, group_id, topics, listener=None):
-        kind = self.made.pop(0)
-        self.handed.append(kind(self.stop) if kind is IdleConsumer else
-                           kind(listener) if kind is RejoiningConsumer else kind())
+        self.handed.append(self.made.pop(0)(self.stop, listener))
         return self.handed[-1]
 
     def reset_group(self, group_id, reason):
@@ -109,17 +108,22 @@ class Link:
         return {}
 
 
-def test_a_poll_stuck_in_the_join_is_closed_and_the_group_started_afresh(monkeypatch):
-    monkeypatch.setattr(consumer_module, "STUCK_POLL_SECONDS", 1.0)
-    stop = threading.Event()
-    link = Link(stop)
+def run_until_a_new_consumer_polls(link: Link) -> Consumer:
+    """Run the consumer loop until the second consumer the link hands out has polled once."""
     consumer = Consumer(client=None, db=DATABASE, kafka=link,
                         group_id="g", topics=["t"], handlers={}, join_timeout_seconds=1.0)
     consumer.sessions = NoSessions()
-    runner = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    runner = threading.Thread(target=consumer.run, args=(link.stop,), daemon=True)
     runner.start()
     runner.join(20)
     assert not runner.is_alive()
+    return consumer
+
+
+def test_a_poll_stuck_in_the_join_is_closed_and_the_group_started_afresh(monkeypatch):
+    monkeypatch.setattr(consumer_module, "STUCK_POLL_SECONDS", 1.0)
+    link = Link(threading.Event())
+    run_until_a_new_consumer_polls(link)
     first, second = link.handed
     assert first.closed.is_set()  # the stuck poll's consumer, closed by the watchdog
     assert link.resets == ["g"]  # then the group started afresh
@@ -127,15 +131,8 @@ def test_a_poll_stuck_in_the_join_is_closed_and_the_group_started_afresh(monkeyp
 
 
 def test_a_group_that_never_settles_the_consumer_again_is_started_afresh():
-    stop = threading.Event()
-    link = Link(stop, first=RejoiningConsumer)
-    consumer = Consumer(client=None, db=DATABASE, kafka=link,
-                        group_id="g", topics=["t"], handlers={}, join_timeout_seconds=1.0)
-    consumer.sessions = NoSessions()
-    runner = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
-    runner.start()
-    runner.join(20)
-    assert not runner.is_alive()
+    link = Link(threading.Event(), first=RejoiningConsumer)
+    consumer = run_until_a_new_consumer_polls(link)
     first, second = link.handed
     assert consumer.assigned.is_set()  # it was settled once
     assert first.polls > 3 and first.closed  # polled on, unsettled, for the join timeout; then closed
