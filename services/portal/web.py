@@ -8,8 +8,10 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -33,6 +35,12 @@ class User:
 
 def settings() -> Settings:
     return current_app.extensions["portal"]["settings"]
+
+
+def district_today() -> date:
+    """Today where the bureau is: the services' dates are Asia/Shanghai dates, and a form's default must not be
+    the server's own (UTC) day, a day behind from 16:00 to 24:00 UTC."""
+    return datetime.now(ZoneInfo(settings().timezone)).date()
 
 
 def current_user() -> User | None:

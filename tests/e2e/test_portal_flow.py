@@ -10,10 +10,11 @@ from __future__ import annotations
 import pytest
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from playwright.sync_api import expect
 
+from tests.support.clock import service_today
 from tests.support.data import application
 
 VALID_ID = "11010519491231002X"
@@ -38,7 +39,7 @@ def fill_application(page, body: dict, id_number: str) -> None:
 
 @pytest.mark.slow
 def test_apply_approve_enter_score_close_award_pay(people, live):
-    year = date.today().year
+    year = service_today().year
     body = application()
 
     # -- the applicant applies; the registry's rule on the ID number shows beside that field -------------------

@@ -11,9 +11,10 @@ import itertools
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 from tests.faults.system import FaultSystem, HttpApi
+from tests.support.clock import service_today
 from tests.support.data import application, unique_suffix
 from tests.support.stack import SERVICES, Response, wait_until
 
@@ -98,7 +99,7 @@ class Bureau:
         """File and approve a term renewal (needs a renewal window covering the whole term)."""
         applicant = self.system.api("registry", "applicant", sub=organization["sub"])
         filed = expect(applicant.post(f"/api/v1/organizations/{organization['id']}/term-renewals", {
-            "election_date": date.today().isoformat(), "term_years": 3,
+            "election_date": service_today().isoformat(), "term_years": 3,
             "council": [{"name": "赵六", "role": "chair"}, {"name": "钱七", "role": "member"},
                         {"name": "孙八", "role": "member"}]}), 201)
         return self._officer("registry", "POST", f"/api/v1/organizations/{organization['id']}/term-renewals/"
@@ -129,7 +130,7 @@ class Bureau:
 
     # -- evaluation -----------------------------------------------------------------------------------------
     def open_round(self, *, key: str | None = None, **overrides) -> Call:
-        body = {"name": f"品牌项目评选{unique_suffix()}", "year": 2026, "criteria": CRITERIA,
+        body = {"name": f"品牌项目评选{unique_suffix()}", "year": service_today().year, "criteria": CRITERIA,
                 "aggregation": "mean", "reviewers_per_project": 2,
                 "closes_at": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()} | overrides
         return self._officer("evaluation", "POST", "/api/v1/rounds", body, key)
@@ -165,9 +166,9 @@ class Bureau:
         return self._officer("evaluation", "POST", f"/api/v1/rounds/{round_id}/awards", {"awards": awards})
 
     # -- fund and park --------------------------------------------------------------------------------------
-    def open_fund(self, budget_fen: int = 1_000_000_000, *, key: str | None = None, year: int = 2026) -> Call:
-        return self._officer("fund", "POST", "/api/v1/funds", {"name": f"专项基金{unique_suffix()}", "year": year,
-                                                               "budget_fen": budget_fen}, key)
+    def open_fund(self, budget_fen: int = 1_000_000_000, *, key: str | None = None, year: int | None = None) -> Call:
+        body = {"name": f"专项基金{unique_suffix()}", "year": year or service_today().year, "budget_fen": budget_fen}
+        return self._officer("fund", "POST", "/api/v1/funds", body, key)
 
     def grant(self, fund_id: str, organization_id: str, amount_fen: int = 300_001, tranches=(30, 30, 40), *,
               key: str | None = None) -> Call:
@@ -189,7 +190,7 @@ class Bureau:
 
     def reside(self, organization_id: str, unit_code: str, *, key: str | None = None) -> Call:
         return self._officer("fund", "POST", "/api/v1/park/residencies", {
-            "organization_id": organization_id, "unit": unit_code, "start": date.today().isoformat(), "years": 2}, key)
+            "organization_id": organization_id, "unit": unit_code, "start": service_today().isoformat(), "years": 2}, key)
 
     def graduate(self, residency_id: str) -> Call:
         return self._officer("fund", "POST", f"/api/v1/park/residencies/{residency_id}/graduate")

@@ -10,6 +10,7 @@ import copy
 import pytest
 
 from tests.faults.reconcile import reconcile
+from tests.support.clock import service_today
 from tests.support.data import application
 from tests.support.stack import wait_until
 
@@ -33,7 +34,7 @@ def healthy(stack):
     wait_until(lambda: fund_db["organizations"].count_documents({"_id": ids[0], "status": "registered"}) == 1,
                timeout=30, message="fund to know the organization")
     officer = stack.client("fund", "officer", sub="officer-li")
-    fund = officer.post("/api/v1/funds", {"name": "专项基金", "year": 2026, "budget_fen": 1_000_000}).body
+    fund = officer.post("/api/v1/funds", {"name": "专项基金", "year": service_today().year, "budget_fen": 1_000_000}).body
     grant = officer.post(f"/api/v1/funds/{fund['id']}/grants", {"organization_id": ids[0], "title": "资助",
                                                                "amount_fen": 10_000, "tranches": [50, 50]}).body
     paid = officer.post(f"/api/v1/grants/{grant['id']}/disbursements", {}, headers={"Idempotency-Key": "k"})

@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.security.world import TODAY, World, seed, serial
+from tests.support.clock import service_today
+from tests.security.world import World, seed, serial
 from tests.support.data import application, council, foundation_application, social_group_application
 from tests.support.stack import Stack
 
@@ -121,9 +122,9 @@ def requests_of(stack: Stack, world: World, seeds) -> list[Request]:
         Request("registry", "POST", at("/api/v1/organizations"), new_applicant, body=social_group_application),
         Request("registry", "POST", at("/api/v1/organizations"), new_applicant, body=foundation_application),
         Request("registry", "POST", at(f"/api/v1/organizations/{old.id}/term-renewals"), applicant("registry", old),
-                body=lambda: {"election_date": TODAY.isoformat(), "council": council(3), "term_years": 3}),
+                body=lambda: {"election_date": service_today().isoformat(), "council": council(3), "term_years": 3}),
         Request("registry", "POST", at(f"/api/v1/organizations/{old.id}/annual-reports"), applicant("registry", old),
-                body=lambda: {"year": TODAY.year - 1, "income_fen": 1_000_000, "expenditure_fen": 800_000,
+                body=lambda: {"year": service_today().year - 1, "income_fen": 1_000_000, "expenditure_fen": 800_000,
                               "net_assets_fen": 200_000}),
         Request("registry", "POST", at(f"/api/v1/organizations/{a.id}/risk-flags"), officer("registry"),
                 body=lambda: {"list": "abnormal", "reason": "抽查发现未按规定开展活动"}),
@@ -131,7 +132,7 @@ def requests_of(stack: Stack, world: World, seeds) -> list[Request]:
                 body=reason),
         Request("registry", "POST", at("/api/v1/organizations/{submitted}/reject"), officer("registry"), body=reason),
         Request("registry", "POST", at("/api/v1/risk-sweeps"), officer("registry"),
-                body=lambda: {"as_of": TODAY.isoformat()}),
+                body=lambda: {"as_of": service_today().isoformat()}),
         Request("registry", "GET", at("/api/v1/organizations"), officer("registry"),
                 query=lambda: {"q": "浦东", "status": "registered", "type": "social_service_agency", "risk": "none",
                                "page": 1, "per_page": 20}),
@@ -139,10 +140,10 @@ def requests_of(stack: Stack, world: World, seeds) -> list[Request]:
                 query=lambda: {"q": "浦东", "type": "social_service_agency", "risk": "none", "page": 1}),
         # evaluation
         Request("evaluation", "POST", at("/api/v1/rounds"), officer("evaluation"), body=lambda: {
-            "name": "品牌项目评选", "year": TODAY.year, "aggregation": "trimmed_mean", "reviewers_per_project": 2,
+            "name": "品牌项目评选", "year": service_today().year, "aggregation": "trimmed_mean", "reviewers_per_project": 2,
             "criteria": [{"key": "quality", "label": "质量", "weight": 0.6, "max_score": 10},
                          {"key": "impact", "label": "影响", "weight": 0.4, "max_score": 5}],
-            "closes_at": f"{TODAY.year + 1}-01-15T18:00:00+08:00"}),
+            "closes_at": f"{service_today().year + 1}-01-15T18:00:00+08:00"}),
         Request("evaluation", "POST", at(f"/api/v1/rounds/{open_round.round_id}/projects"),
                 applicant("evaluation", a), body=lambda: {"organization_id": a.id, "title": "社区长者助餐",
                                                           "summary": "为社区长者提供助餐服务", "budget_fen": 12_000_000}),
@@ -156,10 +157,10 @@ def requests_of(stack: Stack, world: World, seeds) -> list[Request]:
                 body=lambda: {"awards": [{"project_id": closed_round.projects[1], "tier": "二等奖",
                                           "prize_fen": 300_000, "fund_id": fund}]}),
         Request("evaluation", "GET", at("/api/v1/rounds"), officer("evaluation"),
-                query=lambda: {"status": "open", "year": TODAY.year, "page": 1, "per_page": 10}),
+                query=lambda: {"status": "open", "year": service_today().year, "page": 1, "per_page": 10}),
         # fund and park
         Request("fund", "POST", at("/api/v1/funds"), officer("fund"),
-                body=lambda: {"name": "专项基金", "year": TODAY.year, "budget_fen": 5_000_000}),
+                body=lambda: {"name": "专项基金", "year": service_today().year, "budget_fen": 5_000_000}),
         Request("fund", "POST", at(f"/api/v1/funds/{fund}/grants"), officer("fund"), body=lambda: {
             "organization_id": a.id, "title": "社区服务资助", "description": "助老", "amount_fen": 10_000,
             "tranches": [30, 70]}),
@@ -170,9 +171,9 @@ def requests_of(stack: Stack, world: World, seeds) -> list[Request]:
         Request("fund", "POST", at("/api/v1/park/units"), officer("fund"),
                 body=lambda: {"code": f"F{serial():05d}", "area_m2": 35.5}),
         Request("fund", "POST", at("/api/v1/park/residencies"), officer("fund"),
-                body=lambda: {"organization_id": a.id, "unit": world.unit(), "start": TODAY.isoformat(), "years": 3}),
+                body=lambda: {"organization_id": a.id, "unit": world.unit(), "start": service_today().isoformat(), "years": 3}),
         Request("fund", "GET", at("/api/v1/park/occupancy"), officer("fund"),
-                query=lambda: {"as_of": TODAY.isoformat()}),
+                query=lambda: {"as_of": service_today().isoformat()}),
         Request("fund", "GET", at(f"/api/v1/funds/{fund}/ledger"), officer("fund"),
                 query=lambda: {"page": 1, "per_page": 50}),
     ]

@@ -7,12 +7,12 @@ The organization is registered through the registry's API; its risk changes are 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 from shared.events import Event
 from tests.integration.fund_invariants import (fund_stack, known_organization, make_grant,  # noqa: F401
                                                open_fund)
+from tests.support.clock import service_today
 from tests.support.data import application
 from tests.support.events import publish
 from tests.support.stack import wait_until
@@ -53,7 +53,7 @@ def test_hold_and_release_through_registry_events(fund_stack):
     grant = make_grant(stack, fund["id"], organization["id"])
     officer = stack.client("fund", "officer", sub="li")
     unit = officer.post("/api/v1/park/units", {"code": "E-1", "area_m2": 80}).body
-    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    today = service_today()
     residency = officer.post("/api/v1/park/residencies", {"organization_id": organization["id"], "unit": "E-1",
                                                          "start": (today - timedelta(days=5)).isoformat(),
                                                          "years": 3}).body

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 from tests.integration.fund_invariants import deliver, known_organization, organization_snapshot, registry_event
 from tests.integration.test_fund import check_problem, counts
+from tests.support.clock import service_today
 
-
-
-def shanghai_today() -> date:
-    return datetime.now(ZoneInfo("Asia/Shanghai")).date()
 
 
 def officer(stack, sub="li"):
@@ -82,7 +78,7 @@ def test_graduation_ends_the_residency_and_frees_the_unit(stack):
     known_organization(stack, "org_grad")
     known_organization(stack, "org_next")
     add_unit(stack, "G-1")
-    today = shanghai_today()
+    today = service_today()
     residency = reside(stack, "org_grad", "G-1", (today - timedelta(days=30)).isoformat(), 3).body
     graduated = officer(stack).post(f"/api/v1/park/residencies/{residency['id']}/graduate")
     assert graduated.status == 200, graduated.body
@@ -97,7 +93,7 @@ def test_deregistration_ends_residencies(stack):
     known_organization(stack, "org_dereg")
     add_unit(stack, "D-1")
     add_unit(stack, "D-2")
-    today = shanghai_today()
+    today = service_today()
     current = reside(stack, "org_dereg", "D-1", (today - timedelta(days=10)).isoformat(), 2).body
     future = reside(stack, "org_dereg", "D-2", (today + timedelta(days=10)).isoformat(), 1).body
     deliver(stack, registry_event("deregistered", organization_snapshot("org_dereg", status="deregistered")))
@@ -125,7 +121,7 @@ def test_occupancy_and_terms_ending_within_90_days(stack):
         ("org_occ0", "O-1", "2026-07-01", 30)]
     assert view.body["ending_within_days"] == 90
     today_view = officer(stack).get("/api/v1/park/occupancy").body
-    assert today_view["as_of"] == shanghai_today().isoformat()
+    assert today_view["as_of"] == service_today().isoformat()
 
 
 def test_parallel_bookings_of_one_unit_give_one_resident(stack):

@@ -9,18 +9,17 @@ code, as a migration of old records would.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from services.registry import domain
 from services.registry.handlers import store_for_worker
 from tests.integration.test_registry_api import ORGS, apply, approve, check_problem, counts, outbox_events
+from tests.support.clock import service_today
 from tests.support.data import application, council
 from tests.support.stack import Stack, wait_until
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-TODAY = datetime.now(SHANGHAI).date()  # the registry's today (CONTRACT.md: dates in Asia/Shanghai); see below
+TODAY = service_today()  # the registry's today; see below
 REPORT = {"income_fen": 1_000_000, "expenditure_fen": 800_000, "net_assets_fen": 200_000}
 
 
@@ -29,7 +28,7 @@ def today_when_the_test_starts():
     """TODAY as each test starts: a suite that runs across midnight in Shanghai (16:00 UTC) must not compare the
     registry's dates with the day the module was imported (seen: raised_on 2026-11-30 against 2026-11-29)."""
     global TODAY
-    TODAY = datetime.now(SHANGHAI).date()
+    TODAY = service_today()
 
 
 def registered_long_ago(stack, registered_on: date, *, term_years: int = 5, reported=(), sub="zhang") -> dict:

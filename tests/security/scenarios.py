@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from tests.security.world import TODAY, Organization, World, serial
+from tests.support.clock import service_today
+from tests.security.world import Organization, World, serial
 from tests.support.data import application, council
 
 
@@ -64,23 +65,23 @@ class Scenarios:
             "registry POST /api/v1/organizations/{organization_id}/deregister":
                 lambda p: self.of(w.registered(), p, reason),
             "registry POST /api/v1/organizations/{organization_id}/term-renewals": lambda p: self.of(
-                w.registered_long_ago(), p, {"election_date": TODAY.isoformat(), "council": council(3),
+                w.registered_long_ago(), p, {"election_date": service_today().isoformat(), "council": council(3),
                                              "term_years": 3}),
             "registry POST /api/v1/organizations/{organization_id}/term-renewals/{renewal_id}/approve": self.renewal,
             "registry POST /api/v1/organizations/{organization_id}/term-renewals/{renewal_id}/reject":
                 lambda p: self.renewal(p, reason),
             "registry POST /api/v1/organizations/{organization_id}/annual-reports": lambda p: self.of(
-                w.registered_long_ago(), p, {"year": TODAY.year - 1, "income_fen": 100, "expenditure_fen": 50,
+                w.registered_long_ago(), p, {"year": service_today().year - 1, "income_fen": 100, "expenditure_fen": 50,
                                              "net_assets_fen": 50}),
             "registry POST /api/v1/organizations/{organization_id}/risk-flags": lambda p: self.of(
                 w.registered(), p, {"list": "abnormal", "reason": "抽查发现未按规定开展活动"}),
             "registry POST /api/v1/organizations/{organization_id}/risk-flags/{flag_id}/clear": self.flag,
-            "registry POST /api/v1/risk-sweeps": lambda p: t(p, body={"as_of": TODAY.isoformat()}),
+            "registry POST /api/v1/risk-sweeps": lambda p: t(p, body={"as_of": service_today().isoformat()}),
             # evaluation: new rounds, projects and reviewers where an action uses them up
             "evaluation POST /api/v1/rounds": lambda p: t(p, body={
-                "name": "品牌项目评选", "year": TODAY.year, "aggregation": "mean", "reviewers_per_project": 1,
+                "name": "品牌项目评选", "year": service_today().year, "aggregation": "mean", "reviewers_per_project": 1,
                 "criteria": [{"key": "overall", "label": "总体", "weight": 1, "max_score": 100}],
-                "closes_at": f"{TODAY.year + 1}-01-15"}),
+                "closes_at": f"{service_today().year + 1}-01-15"}),
             "evaluation POST /api/v1/rounds/{round_id}/projects": lambda p: t(p, body={
                 "organization_id": a.id, "title": "社区长者助餐", "summary": "助餐服务", "budget_fen": 1_000_000}),
             "evaluation POST /api/v1/rounds/{round_id}/projects/{project_id}/disqualify":
@@ -100,7 +101,7 @@ class Scenarios:
             "evaluation POST /api/v1/rounds/{round_id}/awards": self.awards,
             "evaluation GET /api/v1/rounds/{round_id}/awards": lambda p: t(p, closed),
             # fund and park: new grants, units and residencies where an action uses them up
-            "fund POST /api/v1/funds": lambda p: t(p, body={"name": "专项基金", "year": TODAY.year,
+            "fund POST /api/v1/funds": lambda p: t(p, body={"name": "专项基金", "year": service_today().year,
                                                              "budget_fen": 1_000_000}),
             "fund POST /api/v1/funds/{fund_id}/grants": lambda p: t(p, body={
                 "organization_id": a.id, "title": "社区服务资助", "amount_fen": 10_000, "tranches": [100]}),
@@ -110,7 +111,7 @@ class Scenarios:
             "fund POST /api/v1/grants/{grant_id}/clawbacks": self.clawback,
             "fund POST /api/v1/park/units": lambda p: t(p, body={"code": f"M{serial():05d}", "area_m2": 20}),
             "fund POST /api/v1/park/residencies": lambda p: t(p, body={
-                "organization_id": a.id, "unit": w.unit(), "start": TODAY.isoformat(), "years": 1}),
+                "organization_id": a.id, "unit": w.unit(), "start": service_today().isoformat(), "years": 1}),
             "fund POST /api/v1/park/residencies/{residency_id}/graduate":
                 lambda p: t(p, {"residency_id": w.residency(a)}),
         }

@@ -19,7 +19,8 @@ import pytest
 
 from services.registry.identifiers import ID_CHECK, ID_WEIGHTS
 from tests.security.openapi import operations
-from tests.security.world import TODAY, Organization, World
+from tests.support.clock import service_today
+from tests.security.world import Organization, World
 from tests.support.data import application, unique_suffix
 from tests.support.stack import SERVICES, Stack, wait_until
 
@@ -92,7 +93,7 @@ def world(servers):
     old = world.registered_long_ago()
     renewal = stack.client("registry", "applicant", sub=old.filer).post(
         f"/api/v1/organizations/{old.id}/term-renewals",
-        {"election_date": TODAY.isoformat(), "council": people.renewal_council(), "term_years": 3})
+        {"election_date": service_today().isoformat(), "council": people.renewal_council(), "term_years": 3})
     assert renewal.status == 201, renewal.body
     assert officer.post(f"/api/v1/organizations/{old.id}/term-renewals/{renewal.body['id']}/approve").status == 200
     for organization in (registered, renewed):

@@ -10,14 +10,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 from services.registry import domain as registry_domain
+from tests.support.clock import service_today
 from tests.support.data import application, council
 from tests.support.stack import Stack, wait_until
 
 OFFICER = "officer-li"
-TODAY = datetime.now(ZoneInfo("Asia/Shanghai")).date()
 PLAIN = [{"key": "overall", "label": "总体", "weight": 1, "max_score": 100}]
 _serial = itertools.count(1)
 
@@ -67,7 +66,7 @@ class World:
         organization = self.registered(term_years=term_years)
         collection = self.stack.db("registry")["organizations"]
         document = collection.find_one({"_id": organization.id})
-        since = date(TODAY.year - years, 3, 1)
+        since = date(service_today().year - years, 3, 1)
         document.update(registered_on=since.isoformat(), reports_checked_through=since.year,
                         registered_at=datetime(since.year, since.month, since.day, 2, tzinfo=timezone.utc),
                         term=registry_domain.term_from(since, term_years))
@@ -75,7 +74,7 @@ class World:
         return organization
 
     def renewal(self, organization: Organization) -> str:
-        body = {"election_date": TODAY.isoformat(), "council": council(3), "term_years": 3}
+        body = {"election_date": service_today().isoformat(), "council": council(3), "term_years": 3}
         client = self.stack.client("registry", "applicant", sub=organization.filer)
         return ok(client.post(f"/api/v1/organizations/{organization.id}/term-renewals", body), 201)["id"]
 
@@ -90,7 +89,8 @@ class World:
                        .get("status") == status, timeout=30, message=f"{service} to learn {organization.id}")
 
     # -- evaluation ----------------------------------------------------------------------------------------
-    def round(self, reviewers_per_project: int = 1, year: int = TODAY.year) -> str:
+    def round(self, reviewers_per_project: int = 1, year: int | None = None) -> str:
+        year = year or service_today().year
         body = {"name": f"{year}年度品牌项目评选第{serial()}轮", "year": year, "criteria": PLAIN,
                 "aggregation": "mean", "reviewers_per_project": reviewers_per_project,
                 "closes_at": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()}
@@ -143,7 +143,8 @@ class World:
                   201)
 
     # -- fund and park ---------------------------------------------------------------------------------------
-    def fund(self, budget_fen: int = 100_000_000, year: int = TODAY.year) -> str:
+    def fund(self, budget_fen: int = 100_000_000, year: int | None = None) -> str:
+        year = year or service_today().year
         body = {"name": f"社会组织发展专项基金{serial()}", "year": year, "budget_fen": budget_fen}
         return ok(self.officer("fund").post("/api/v1/funds", body), 201)["id"]
 
@@ -162,7 +163,7 @@ class World:
         return code
 
     def residency(self, organization: Organization) -> str:
-        body = {"organization_id": organization.id, "unit": self.unit(), "start": TODAY.isoformat(), "years": 2}
+        body = {"organization_id": organization.id, "unit": self.unit(), "start": service_today().isoformat(), "years": 2}
         return ok(self.officer("fund").post("/api/v1/park/residencies", body), 201)["id"]
 
 

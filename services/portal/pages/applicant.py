@@ -3,7 +3,6 @@ them), file term renewals and annual reports, and enter projects into open round
 
 from __future__ import annotations
 
-from datetime import date
 
 from flask import Blueprint, render_template, request, session
 from flask_babel import gettext
@@ -13,7 +12,8 @@ from services.portal.backend import ApiError, new_idempotency_key
 from services.portal.guidance import advice_for
 from services.portal.i18n import N_
 from services.portal.pages.auth import act_for
-from services.portal.web import backend, current_user, flash_and_go, post_form, render_form, role_required
+from services.portal.web import (backend, current_user, district_today, flash_and_go, post_form, render_form,
+                                 role_required)
 
 blp = Blueprint("applicant", __name__, url_prefix="/applicant")
 COUNCIL_ROWS = 5
@@ -132,7 +132,7 @@ def organization_page(organization_id: str, *, renewal=None, report=None, status
     renewal_values, renewal_errors, renewal_problem = renewal or (
         {"idempotency_key": new_idempotency_key(), "council.0.role": "chair", "term_years": "5"}, {}, None)
     report_values, report_errors, report_problem = report or (
-        {"idempotency_key": new_idempotency_key(), "year": str(date.today().year - 1)}, {}, None)
+        {"idempotency_key": new_idempotency_key(), "year": str(district_today().year - 1)}, {}, None)
     for problem, errors in ((renewal_problem, renewal_errors), (report_problem, report_errors)):
         if problem is not None:
             errors.update(forms.errors_for_form(problem.errors))

@@ -4,16 +4,14 @@ and the park's occupancy."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 
 from services.portal import charts, forms
 from services.portal.backend import ApiError, new_idempotency_key
 from services.portal.i18n import N_
-from services.portal.web import back_to, backend, flash_and_go, post_form, render_form, role_required, settings
+from services.portal.web import (back_to, backend, district_today, flash_and_go, post_form, render_form,
+                                 role_required)
 
 blp = Blueprint("officer", __name__, url_prefix="/officer")
 PER_PAGE = 20
@@ -183,11 +181,6 @@ def run_sweep():
                      lambda sweep: risk_page(sweep=sweep_summary(sweep), values=request.form))
 
 
-def district_today() -> date:
-    """Today where the bureau is (a sweep may not run ahead of the district's date)."""
-    return datetime.now(ZoneInfo(settings().timezone)).date()
-
-
 def sweep_summary(sweep: dict) -> dict:
     """The sweep's answer as two lists, whatever names the registry gives them (`flagged`/`cleared`)."""
     def items(name):
@@ -210,7 +203,7 @@ DEFAULT_CRITERIA = (("impact", "社会效益", "0.4", "10"), ("innovation", "创
 def rounds_page(values=None, errors=None, problem=None):
     rounds = backend().evaluation.get("/api/v1/rounds", per_page=100)
     if values is None:
-        values = {"idempotency_key": new_idempotency_key(), "year": str(date.today().year), "aggregation": "mean",
+        values = {"idempotency_key": new_idempotency_key(), "year": str(district_today().year), "aggregation": "mean",
                   "reviewers_per_project": "2"}
         for index, (key, label, weight, maximum) in enumerate(DEFAULT_CRITERIA):
             values.update({f"criteria.{index}.key": key, f"criteria.{index}.label": label,
@@ -307,7 +300,7 @@ GRANT_LABELS = {"organization_id": N_("Organization id"), "title": N_("Grant tit
 
 def funds_page(values=None, errors=None, problem=None):
     funds = backend().fund.get("/api/v1/funds", per_page=100)
-    values = values or {"idempotency_key": new_idempotency_key(), "year": str(date.today().year)}
+    values = values or {"idempotency_key": new_idempotency_key(), "year": str(district_today().year)}
     return render_form("officer/funds.html", funds=funds, values=values, errors=errors, problem=problem,
                        labels=FUND_LABELS)
 
@@ -403,7 +396,7 @@ def park_page(*, form=None, values=None, errors=None, problem=None):
          charts.Bar(gettext("Free"), occupancy.get("free", 0), str(occupancy.get("free", 0)), "bar bar-available")],
         title=gettext("Park occupancy"))
     return render_form("officer/park.html", occupancy=occupancy, units=units, residencies=residencies, chart=chart,
-                       form=form, values=values or {"start": date.today().isoformat(), "years": "3"}, errors=errors,
+                       form=form, values=values or {"start": district_today().isoformat(), "years": "3"}, errors=errors,
                        problem=problem, labels=PARK_LABELS)
 
 
