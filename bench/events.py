@@ -5,7 +5,11 @@ Usage: .venv/bin/python bench/events.py [--rate 100] [--seconds 10]
 Runs the registry under gunicorn with its worker (outbox relay) and the fund worker (consumer) as
 separate processes on a fresh SecantusDB and Tansu, fires approvals at a fixed rate, and times each
 one until the fund's read model shows it (watched with a change stream). Beside it, the bare broker:
-the same number of messages produced and consumed with kafka-python, no database, no services.
+the same number of messages produced and consumed with kafka-python, no database, no services; and the
+bare database: the fewest single-document writes an approval can cost end to end (its code counter, the
+organization with its event, the event marked sent, the fund's read model with the applied event id), as
+fast as the server takes them from 8 threads, no reads, no transactions, no HTTP, no broker. That ceiling
+is what the target is measured against: at 100 approvals/s the database alone would be nearly saturated.
 Target (issue 2): p99 under 250 ms at 100 approvals/s.
 """
 
@@ -151,6 +155,35 @@ def bench_bare_broker(count: int) -> dict:
         stack.stop()
 
 
+def bench_bare_database(count: int, threads: int = 8) -> dict:
+    """The database floor: an approval's unavoidable writes, one document each, nothing else."""
+    stack = BenchStack("bare-database").start_servers()
+    try:
+        db = pymongo.MongoClient(stack.settings.mongodb_uri)["bare"]
+        organizations, counters, read_model = db["organizations"], db["counters"], db["read_model"]
+        ids = [f"org-{i}" for i in range(count)]
+        organizations.insert_many([{"_id": i, "status": "submitted", "name": application()["name"]} for i in ids])
+        counters.insert_one({"_id": "uscc", "next": 0})
+        read_model.insert_one({"_id": "warm"})
+
+        def approve(organization_id: str):
+            event = f"event-{organization_id}"
+            code = counters.find_one_and_update({"_id": "uscc"}, {"$inc": {"next": 1}})["next"]
+            organizations.update_one({"_id": organization_id, "status": "submitted"},
+                                     {"$set": {"status": "registered", "code": code},
+                                      "$push": {"pending_events": {"id": event, "type": "registered"}}})
+            organizations.update_one({"_id": organization_id}, {"$pull": {"pending_events": {"id": event}}})
+            read_model.update_one({"_id": organization_id, "applied": {"$ne": event}},
+                                  {"$set": {"status": "registered"}, "$push": {"applied": event}}, upsert=True)
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(approve, ids))
+        return {"count": count, "writes": 4, "per_s": count / (time.perf_counter() - start)}
+    finally:
+        stack.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=100.0, help="approvals per second")
@@ -158,6 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     system = bench_system(args.rate, args.seconds)
     bare = bench_bare_broker(system["count"])
+    floor = bench_bare_database(system["count"])
     print(f"approve -> fund read model, {system['count']} approvals at {args.rate:.0f}/s:")
     print(f"  latency p50 {system['p50_ms']:.1f} ms, p99 {system['p99_ms']:.1f} ms, max {system['max_ms']:.1f} ms"
           f" (target p99 < 250 ms)")
@@ -168,8 +202,11 @@ def main() -> None:
     print(f"bare broker, {bare['count']} messages produced then consumed (kafka-python, no services):")
     print(f"  produce {bare['produce_per_s']:.0f} msg/s, produce+consume {bare['end_to_end_per_s']:.0f} msg/s,"
           f" latency p50 {bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} ms")
+    print(f"bare database, {floor['count']} approvals' fewest writes ({floor['writes']} single-document writes each,"
+          f" 8 threads, nothing else): {floor['per_s']:.0f} approvals/s at most")
     print(f"ratio: system throughput / bare produce+consume rate = "
           f"{system['throughput'] / bare['end_to_end_per_s']:.3f}")
+    print(f"ratio: system throughput / bare database floor = {system['throughput'] / floor['per_s']:.3f}")
 
 
 if __name__ == "__main__":
