@@ -118,6 +118,24 @@ def _get(url: str) -> int:
         return 0
 
 
+def stop(process: subprocess.Popen, *, stacks_on: signal.Signals | None = None, timeout: float = 60) -> str:
+    """SIGTERM, then the process's stderr once it exited. One that does not exit in time is asked for its
+    threads' stacks first (`socorg worker` writes them on SIGUSR1), then killed, and the test fails with them."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        if stacks_on is not None:
+            process.send_signal(stacks_on)
+            try:
+                process.communicate(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
+        process.kill()
+        stderr = process.communicate()[1]
+        raise AssertionError(f"still running {timeout:.0f} s after SIGTERM; its stderr ends:\n{stderr[-6000:]}") from None
+
+
 def test_with_real_settings_the_web_process_serves_and_stops_cleanly(servers):
     port = infra.free_port()
     process = subprocess.Popen(gunicorn_argv("registry", port), env=production_env(servers), cwd=ROOT,
@@ -127,8 +145,7 @@ def test_with_real_settings_the_web_process_serves_and_stops_cleanly(servers):
                    message="the production web process to be ready")
         assert _get(f"http://127.0.0.1:{port}/healthz") == 200
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        stderr = stop(process)
     assert process.returncode == 0, stderr
 
 
@@ -142,8 +159,7 @@ def test_with_real_settings_the_worker_runs_its_relay_and_stops_cleanly(servers)
         lease = wait_until(lambda: leases.find_one(), timeout=60, message="the worker's relay to take its lease")
         assert lease["_id"] == env["SOCORG_KAFKA_NAMESPACE"] + TOPICS["registry"]
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        stderr = stop(process, stacks_on=signal.SIGUSR1)
         client.close()
     assert process.returncode == 0, stderr
     # It gave the lease back on the way out, so a standby takes over at once instead of after it expires.
