@@ -6,8 +6,11 @@ the portal is driven with Flask's test client, as a browser without JavaScript w
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -147,6 +150,29 @@ def test_pages_check_the_role(stack, live):
     assert status == 403 and "无权访问" in html
     reviewer = Browser(portal(live), "reviewer", "wang")
     assert reviewer.get("/applicant/apply")[0] == 403
+
+
+def test_date_defaults_are_the_districts_date_not_the_servers(stack, live):
+    """The sweep's `as_of` and a residency's start default to today where the bureau is. The portal is told the
+    bureau is in a zone whose date differs from UTC's right now (UTC+14 from 10:00 UTC, else UTC-12), so a
+    default taken from the server's own (UTC) date shows here, at any time of day."""
+    now = datetime.now(timezone.utc)
+    zone = ZoneInfo("Etc/GMT-14" if now.hour >= 10 else "Etc/GMT+12")  # POSIX names: the sign is inverted
+    district_day = datetime.now(zone).date().isoformat()
+    assert district_day != now.date().isoformat()
+    app = portal(live)
+    extension = app.extensions["portal"]
+    bureau_settings = extension["settings"]
+    extension["settings"] = dataclasses.replace(bureau_settings, timezone=zone.key)
+    try:
+        officer = Browser(app, "officer", "li")
+        for path, field in (("/officer/risk", "as_of"), ("/officer/park", "start")):
+            status, html = officer.get(path)
+            shown = re.search(rf'<input id="f-{field}" name="{field}" type="date" value="([^"]*)"', html)
+            assert status == 200 and shown, (path, html[:2000])
+            assert shown[1] == district_day, (path, shown[1], district_day)
+    finally:
+        extension["settings"] = bureau_settings
 
 
 def test_unknown_page_and_unknown_organization_are_pages_not_traces(stack, live):
