@@ -10,7 +10,6 @@ from tests.integration.test_fund import check_problem, counts
 from tests.support.clock import service_today
 
 
-
 def officer(stack, sub="li"):
     return stack.client("fund", "officer", sub=sub)
 

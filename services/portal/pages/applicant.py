@@ -3,7 +3,6 @@ them), file term renewals and annual reports, and enter projects into open round
 
 from __future__ import annotations
 
-
 from flask import Blueprint, render_template, request, session
 from flask_babel import gettext
 
