@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from shared.auth import requires
-from shared.schemas import PageArgs, page_of, page_response, skip_of
+from shared.schemas import PageArgs, Schema, page_of, page_response, skip_of
 
 
 class AuditQuery(PageArgs):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections import defaultdict
 from typing import Callable
@@ -26,11 +28,13 @@ class Registry:
 
     def observe(self, name: str, labels: dict[str, str], value: float, help: str = "") -> None:
         key = tuple(sorted(labels.items()))
+        bucket = bisect.bisect_left(BUCKETS, value)  # the smallest bound >= value; len(BUCKETS) past the last
         with self._lock:
+            # Each observation counts in its own bucket only; render() adds them up into Prometheus's
+            # cumulative `le` buckets, so an observation costs one increment, not one per bucket.
             cell = self._hist[name].setdefault(key, [[0] * len(BUCKETS), 0, 0.0])
-            for i, bound in enumerate(BUCKETS):
-                if value <= bound:
-                    cell[0][i] += 1
+            if bucket < len(BUCKETS):
+                cell[0][bucket] += 1
             cell[1] += 1
             cell[2] += value
             self._help.setdefault(name, help)
@@ -51,7 +55,7 @@ class Registry:
                 full = f"{self.prefix}_{name}"
                 lines += [f"# HELP {full} {self._help.get(name, '')}", f"# TYPE {full} histogram"]
                 for key, (counts, count, total) in cells.items():
-                    for bound, c in zip(BUCKETS, counts):
+                    for bound, c in zip(BUCKETS, itertools.accumulate(counts)):
                         lines.append(f"{full}_bucket{_labels(key + (('le', str(bound)),))} {c}")
                     lines.append(f"{full}_bucket{_labels(key + (('le', '+Inf'),))} {count}")
                     lines.append(f"{full}_count{_labels(key)} {count}")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from shared.auth import requires
 from shared.errors import NotFound
 from shared.events import now_utc
+from shared.schemas import Schema
 
 COLLECTION = "organizations"
 SNAPSHOT_FIELDS = ("name", "uscc", "type", "status", "risk", "version")

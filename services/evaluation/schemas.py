@@ -6,10 +6,10 @@ import math
 import re
 from datetime import date, datetime, time
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from services.evaluation.scoring import AGGREGATIONS
-from shared.schemas import EARLIEST_DATE, LATEST_DATE, MAX_FEN, PageArgs
+from shared.schemas import EARLIEST_DATE, LATEST_DATE, MAX_FEN, PageArgs, Schema
 
 KEY = validate.Regexp(r"^[a-z][a-z0-9_]{0,39}$", error="lower-case letters, digits and _, starting with a letter")
 ID_LIST_MAX = 200

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import ValidationError, fields, validate, validates
 
 from services.fund import domain
-from shared.schemas import IsoDate, PageArgs
+from shared.schemas import IsoDate, PageArgs, Schema
 
 MAX_FEN = 10**15  # a quadrillion fen (10 trillion yuan): far beyond any district fund, well inside 64-bit
 

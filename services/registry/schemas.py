@@ -6,11 +6,11 @@ members, council size, term length) are domain.py's, so their 422s name the rule
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from services.registry.domain import (COUNCIL_ROLES, ORGANIZATION_TYPES, PUBLIC_STATUSES, RISK_LEVELS, RISK_LISTS,
                                       STATUSES)
-from shared.schemas import MAX_FEN, IsoDate, PageArgs
+from shared.schemas import MAX_FEN, IsoDate, PageArgs, Schema
 
 REASON = validate.Length(min=1, max=500)
 FEN = validate.Range(min=0, max=MAX_FEN)
