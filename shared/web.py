@@ -93,7 +93,7 @@ def create_service_app(service: str, settings: Settings | None, *, blueprints: I
                        make_store: Callable[[ServiceContext], Any],
                        client: MongoClient | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logs.configure(service, settings.log_level, settings.kafka_log_level)
+    logs.configure(service, settings.log_level, settings.kafka_log_level, background=True)
     app = Flask(service)
     app.config.update(
         SOCORG_SETTINGS=settings,

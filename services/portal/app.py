@@ -58,7 +58,7 @@ def check_portal_settings(settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     check_portal_settings(settings)
-    logs.configure(SERVICE, settings.log_level, settings.kafka_log_level)
+    logs.configure(SERVICE, settings.log_level, settings.kafka_log_level, background=True)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.portal_secret_key,
