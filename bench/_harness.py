@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ class BenchStack:
         self.logs = self.tmp / "logs"
         self.mongo_port, self.broker_port = infra.free_port(), infra.free_port()
         self.ports = {service: infra.free_port() for service in ("registry", "evaluation", "fund")}
-        values = dict(env="test", mongodb_uri=f"mongodb://127.0.0.1:{self.mongo_port}",
+        values = dict(env="test", mongodb_uri=infra.local_mongo_uri(self.mongo_port),
                       kafka_bootstrap_servers=f"127.0.0.1:{self.broker_port}",
                       jwt_secret="bench-secret-0123456789abcdef0123456789", log_level="WARNING",
                       registry_port=self.ports["registry"], evaluation_port=self.ports["evaluation"],

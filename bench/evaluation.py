@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     mongo = infra.start_mongo(port, ":memory:", log_dir)
     try:
         # Kafka is never contacted: the close and the assignment only write the outbox in MongoDB.
-        settings = Settings.from_env({}, env="test", mongodb_uri=f"mongodb://127.0.0.1:{port}",
+        settings = Settings.from_env({}, env="test", mongodb_uri=infra.local_mongo_uri(port),
                                      evaluation_db="bench_evaluation", log_level="WARNING")
         app = create_app(settings)
         store = app.extensions["socorg"].store

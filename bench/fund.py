@@ -44,7 +44,7 @@ class Bench:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.mongo_port, self.web_port = infra.free_port(), infra.free_port()
-        self.settings = Settings.from_env({}, env="test", mongodb_uri=f"mongodb://127.0.0.1:{self.mongo_port}",
+        self.settings = Settings.from_env({}, env="test", mongodb_uri=infra.local_mongo_uri(self.mongo_port),
                                           kafka_bootstrap_servers=f"127.0.0.1:{infra.free_port()}",
                                           jwt_secret=SECRET, fund_db="bench_fund", fund_port=self.web_port,
                                           log_level="WARNING")

@@ -302,7 +302,7 @@ class Bench:
         mongo_port, broker_port = infra.free_port(), infra.free_port()
         self.processes.append(infra.start_mongo(mongo_port, str(self.tmp / "mongo"), self.tmp))
         self.processes.append(infra.start_broker(broker_port, self.tmp))
-        self.env = infra.child_env(MONGODB_URI=f"mongodb://127.0.0.1:{mongo_port}",
+        self.env = infra.child_env(MONGODB_URI=infra.local_mongo_uri(mongo_port),
                                    KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{broker_port}", REGISTRY_DB=DB_NAME,
                                    SOCORG_JWT_SECRET=BENCH_SECRET, SOCORG_KAFKA_NAMESPACE="bench.",
                                    REGISTRY_SWEEP_CHECK_SECONDS="0")
@@ -314,7 +314,7 @@ class Bench:
         log = open(self.tmp / "registry-worker.log", "ab")
         self.worker = subprocess.Popen([str(Path(sys.executable).with_name("socorg")), "worker", "registry"],
                                        env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        self.mongo = pymongo.MongoClient(f"mongodb://127.0.0.1:{mongo_port}", tz_aware=True)
+        self.mongo = pymongo.MongoClient(infra.local_mongo_uri(mongo_port), tz_aware=True)
         self.db = self.mongo[DB_NAME]
         # Many applicants, as in life: applications are rate-limited per applicant (60 a minute).
         self.applicant_headers = [{"Authorization": "Bearer " + issue_token(BENCH_SECRET, sub=f"applicant{n}",

@@ -38,7 +38,7 @@ from tests.support.data import application  # noqa: E402
 
 def start_up(tmp: Path) -> tuple[subprocess.Popen, dict[str, int]]:
     ports = {name: infra.free_port() for name in ("mongo", "broker", "registry", "evaluation", "fund", "portal")}
-    env = dict(os.environ, MONGODB_URI=f"mongodb://127.0.0.1:{ports['mongo']}",
+    env = dict(os.environ, MONGODB_URI=infra.local_mongo_uri(ports['mongo']),
                KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{ports['broker']}", REGISTRY_PORT=str(ports["registry"]),
                EVALUATION_PORT=str(ports["evaluation"]), FUND_PORT=str(ports["fund"]),
                PORTAL_PORT=str(ports["portal"]), SOCORG_DATA_DIR=str(tmp / "data"), SOCORG_LOG_LEVEL="WARNING",

@@ -116,6 +116,8 @@ def _up(settings: Settings, args) -> int:
         env = infra.child_env(REGISTRY_URL=f"http://127.0.0.1:{settings.registry_port}",
                               EVALUATION_URL=f"http://127.0.0.1:{settings.evaluation_port}",
                               FUND_URL=f"http://127.0.0.1:{settings.fund_port}")
+        if not args.no_infra:  # the SecantusDB started above: reached with its options (shared/infra.py)
+            env["MONGODB_URI"] = infra.for_local_mongo(settings.mongodb_uri)
         socorg = str(Path(sys.executable).with_name("socorg"))
         for service in SERVICES:
             children.append(_web_server(settings, service, env, log_dir))

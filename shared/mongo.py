@@ -24,13 +24,14 @@ TRANSACTION_DEADLINE_SECONDS = 10.0
 
 
 def connect(uri: str, *, app_name: str = "socorg") -> MongoClient:
+    # Retryable writes are the driver's default; the URI may turn them off (`retryWrites=false`, see
+    # shared/infra.py for the local SecantusDB), so they are not set here, where a keyword would win over it.
     return MongoClient(
         uri,
         appname=app_name,
         tz_aware=True,
         serverSelectionTimeoutMS=3000,
         connectTimeoutMS=3000,
-        retryWrites=True,
     )
 
 

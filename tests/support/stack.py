@@ -40,7 +40,7 @@ class Servers:
 
     @property
     def mongo_uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.mongo_port}"
+        return infra.local_mongo_uri(self.mongo_port)
 
     @property
     def bootstrap(self) -> str:
