@@ -129,16 +129,20 @@ class BackgroundLineHandler(logging.Handler):
 
     def close(self) -> None:
         """Stop the writer and write what is left (logging shuts its handlers down at exit)."""
-        if self._writer_running():
-            self._lines.put(self._STOP)
-            self._writer.join(timeout=5)
-        leftover = []
-        while True:
-            try:
-                leftover.append(self._lines.get_nowait())
-            except queue.Empty:
-                break
-        self._write("".join(item for item in leftover if isinstance(item, str)))
+        # Only this process's own lines: a forked child that never logged holds a copy of its parent's queue,
+        # whose lines the parent writes.
+        if self._writer_pid == os.getpid():
+            if self._writer.is_alive():
+                self._lines.put(self._STOP)
+                self._writer.join(timeout=5)
+            leftover = []
+            while True:
+                try:
+                    leftover.append(self._lines.get_nowait())
+                except queue.Empty:
+                    break
+            self._write("".join(item for item in leftover if isinstance(item, str)))
+            self._writer = self._writer_pid = None  # a line logged after this starts a writer again
         super().close()
 
 

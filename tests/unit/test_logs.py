@@ -87,3 +87,55 @@ def test_a_forked_child_writes_its_lines_with_its_own_writer(tmp_path):
         handler.close()
     messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
     assert sorted(messages) == ["child", "parent after fork", "parent before fork"]
+
+
+class GatedFile:
+    """A file whose writes, in the process that opened it, wait for a gate: the writer thread is kept busy
+    while more lines queue behind it."""
+
+    def __init__(self, path):
+        self.file = open(path, "a", buffering=1)
+        self.gate = threading.Event()
+        self.owner = os.getpid()
+
+    def write(self, text):
+        if os.getpid() == self.owner:
+            self.gate.wait(10)
+        return self.file.write(text)
+
+    def flush(self):
+        self.file.flush()
+
+
+def test_a_forked_child_closing_its_handler_does_not_write_its_parents_queued_lines(tmp_path):
+    path = tmp_path / "log.jsonl"
+    stream = GatedFile(path)
+    handler = BackgroundLineHandler(stream)
+    logger = make_logger("fork-close", handler)
+    logger.info("taken by the writer")
+    time.sleep(0.3)  # the writer has taken it and waits at the gate
+    logger.info("still queued at the fork")
+    pid = os.fork()
+    if pid == 0:  # the child logs nothing and shuts logging down, as a worker exiting at once would
+        try:
+            handler.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    stream.gate.set()
+    handler.close()
+    stream.file.close()
+    messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
+    assert messages == ["taken by the writer", "still queued at the fork"]
+
+
+def test_a_line_logged_after_close_is_still_written():
+    stream = io.StringIO()
+    handler = BackgroundLineHandler(stream)
+    logger = make_logger("after-close", handler)
+    logger.info("before")
+    handler.close()
+    logger.info("after")
+    handler.flush()
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["before", "after"]
+    handler.close()
