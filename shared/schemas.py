@@ -9,6 +9,12 @@ import marshmallow
 from marshmallow import INCLUDE, ValidationError, fields, validate
 
 MAX_PER_PAGE = 100
+# The most money any request may name: 10^15 fen (10 trillion yuan), far beyond a district's budgets and well
+# inside the 8-byte integers MongoDB stores (a larger number would fail to store: a 500 instead of a 422).
+MAX_FEN = 10**15
+# Far beyond any list here, and it keeps (page - 1) x per_page a small integer: a page number past 2^63 / 100
+# would otherwise reach MongoDB as a skip it cannot encode (a 500 instead of a 422).
+MAX_PAGE = 1_000_000
 
 
 class Schema(marshmallow.Schema):
@@ -25,13 +31,6 @@ class Schema(marshmallow.Schema):
         if type(obj) is dict and "." not in attr:
             return obj.get(attr, default)
         return super().get_attribute(obj, attr, default)
-
-# The most money any request may name: 10^15 fen (10 trillion yuan), far beyond a district's budgets and well
-# inside the 8-byte integers MongoDB stores (a larger number would fail to store: a 500 instead of a 422).
-MAX_FEN = 10**15
-# Far beyond any list here, and it keeps (page - 1) x per_page a small integer: a page number past 2^63 / 100
-# would otherwise reach MongoDB as a skip it cannot encode (a 500 instead of a 422).
-MAX_PAGE = 1_000_000
 
 
 class PageArgs(Schema):
