@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from services.registry.store import PENDING_EVENTS
 from shared.events import short_type
+from shared.outbox import PENDING, record_id_of
 from shared.organizations import SNAPSHOT_FIELDS
 from tests.integration.fund_invariants import assert_ledger_invariants
 
@@ -58,6 +59,7 @@ class EventLog:
     def __init__(self, stack):
         self.records = {service: list(stack.db(service)["outbox"].find()) for service in SERVICES}
         self.events = {service: [r["event"] for r in records] for service, records in self.records.items()}
+        self.unsent = {service: {record_id_of(m["_id"]) for m in stack.db(service)[PENDING].find()} for service in SERVICES}
 
     def ids(self, service: str) -> set[str]:
         return {r["_id"] for r in self.records[service]}
@@ -99,7 +101,7 @@ def delivery_problems(stack, log: EventLog, problems: list[str]) -> dict[str, in
         problems.append(f"registry: {len(stranded)} events carried by organizations never reached the outbox, "
                         f"e.g. {sorted(stranded)[:3]}")
     for service in SERVICES:
-        unsent = sum(1 for r in log.records[service] if not r["sent"])
+        unsent = len(log.unsent[service])
         if unsent:
             problems.append(f"{service}: {unsent} recorded events were never published")
     applied = {}

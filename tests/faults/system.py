@@ -25,6 +25,7 @@ from kafka.admin import KafkaAdminClient
 
 from shared import infra
 from shared.events import decode
+from shared.outbox import PENDING, Outbox, record_id_of
 from tests.faults.reconcile import CONSUMES, carried_not_recorded
 from tests.support.stack import SERVICES, DurableServers, Response, Servers, Stack, wait_until
 
@@ -128,7 +129,7 @@ class FaultSystem:
     # -- events -----------------------------------------------------------------------------------------
     def outbox_backlog(self) -> int:
         """Events not published yet: unsent outbox records, and events applications still carry."""
-        unsent = sum(self.db(service)["outbox"].count_documents({"sent": False}) for service in SERVICES)
+        unsent = sum(self.db(service)[PENDING].count_documents({}) for service in SERVICES)
         return unsent + len(carried_not_recorded(self.stack))
 
     def processed_ids(self, consumer: str) -> set[str]:
@@ -157,19 +158,20 @@ class FaultSystem:
         """What is stuck where, and which processes are down, for a failure message."""
         lines = []
         for service in SERVICES:
-            unsent = list(self.db(service)["outbox"].find({"sent": False}, {"event.type": 1}).limit(5))
+            unsent = Outbox(self.db(service), service).pending(5)
             if unsent:
                 lines.append(f"{service} outbox has unsent {[r['event']['type'] for r in unsent]}")
         behind = []
         for consumer, producers in CONSUMES.items():
             processed = self.processed_ids(consumer)
             for producer in producers:
-                missing = [r for r in self.db(producer)["outbox"].find({}, {"event.type": 1, "sent": 1})
+                unsent = {record_id_of(m["_id"]) for m in self.db(producer)[PENDING].find()}
+                missing = [r for r in self.db(producer)["outbox"].find({}, {"event.type": 1})
                            if r["_id"] not in processed]
                 if missing:
                     behind.append(consumer)
                     lines.append(f"{consumer} has not applied {len(missing)} {producer} events, e.g. "
-                                 f"{[(r['_id'], r['event']['type'], r['sent']) for r in missing[:3]]}")
+                                 f"{[(r['_id'], r['event']['type'], 'unsent' if r['_id'] in unsent else 'sent') for r in missing[:3]]}")
         lines += [f"{p.name} exited with {p.process.returncode}" for p in [*self.workers.values(), *self.web.values()]
                   if not p.running]
         lines += [self.worker_log_tail(service) for service in dict.fromkeys(behind or CONSUMERS)]

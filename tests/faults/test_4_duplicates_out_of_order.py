@@ -26,7 +26,7 @@ from kafka import KafkaProducer
 
 from shared.events import encode
 from shared.kafka import KafkaLink
-from shared.outbox import LEASES
+from shared.outbox import LEASES, PENDING, Outbox
 from tests.faults.bureau import Bureau, expect
 from tests.faults.conftest import record_summary
 from tests.faults.reconcile import CONSUMES, SERVICES, reconcile
@@ -68,7 +68,7 @@ class ChaosRelay:
         try:
             def round_trip():
                 pending = [(service, record) for service in SERVICES
-                           for record in self.system.db(service)["outbox"].find({"sent": False}).sort("order", 1)]
+                           for record in Outbox(self.system.db(service), service).pending(100_000)]
                 if pending:
                     self.publish(producer, pending)
                 return self.system.outbox_backlog() == 0 and self.system.undelivered() == 0
@@ -84,8 +84,7 @@ class ChaosRelay:
             producer.send(self.system.settings.topic(service), key=record["key"].encode(), value=encode(record["event"]))
         producer.flush()
         for service in SERVICES:
-            ids = [record["_id"] for s, record in pending if s == service]
-            self.system.db(service)["outbox"].update_many({"_id": {"$in": ids}}, {"$set": {"sent": True}})
+            Outbox(self.system.db(service), service).mark_sent([record for s, record in pending if s == service])
         self.published += len(copies)
         # Per key (the order Kafka keeps), the order the events were recorded in and the order they went out in.
         recorded, sent = {}, {}
@@ -217,7 +216,7 @@ def test_duplicated_and_shuffled_delivery_converges_to_the_clean_run(fault_syste
                                 text=True, timeout=60)
         assert replay.returncode == 0 and "queued for publishing again" in replay.stdout, replay
     system.quiesce(timeout=120)
-    wait_until(lambda: all(system.db(s)["outbox"].count_documents({"sent": False}) == 0 for s in SERVICES), timeout=60)
+    wait_until(lambda: all(system.db(s)[PENDING].count_documents({}) == 0 for s in SERVICES), timeout=60)
     after = {run: consumer_state(system, labels) for run, labels in (("faulted", faulted), ("clean", clean))}
     assert after == before
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.outbox import PENDING
 from tests.faults.bureau import Bureau, expect
 from tests.faults.conftest import record_summary
 from tests.faults.reconcile import reconcile
@@ -28,7 +29,7 @@ def crash_relay_once(system: FaultSystem, service: str) -> None:
 
 
 def unsent(system: FaultSystem, service: str) -> int:
-    return system.db(service)["outbox"].count_documents({"sent": False})
+    return system.db(service)[PENDING].count_documents({})
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ an existing topic, replayed nothing, and the events published just before the cr
 from __future__ import annotations
 
 from shared.kafka import KafkaLink
+from shared.outbox import PENDING
 from tests.faults.system import read_topic
 from tests.support.data import application
 from tests.support.stack import Stack, wait_until
@@ -19,7 +20,7 @@ def test_relay_replays_into_a_topic_someone_else_recreated(private_servers):
         applicant = stack.client("registry", "applicant", sub="recreated-topic")
         ids = [applicant.post("/api/v1/organizations", application()).body["id"] for _ in range(3)]
         outbox = stack.db("registry")["outbox"]
-        wait_until(lambda: outbox.count_documents({}) == 3 and outbox.count_documents({"sent": False}) == 0,
+        wait_until(lambda: outbox.count_documents({}) == 3 and stack.db("registry")[PENDING].count_documents({}) == 0,
                    timeout=30, message="published")
         stack.stop_workers()
 

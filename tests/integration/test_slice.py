@@ -173,17 +173,3 @@ def test_audit_trail_shows_who_did_what(stack):
     assert stack.client("registry", "applicant").get("/api/v1/audit").status == 403
     assert stack.client("registry").get("/api/v1/audit").status == 401
     assert officer.get("/api/v1/audit?per_page=101").status == 422
-
-
-def test_outbox_indexes_are_only_those_queries_use(stack):
-    """Each index costs every recorded event; the key index of earlier versions is dropped on start, and a
-    start that finds it gone already (dropped earlier, or by another process a moment before) goes on."""
-    from shared.outbox import Outbox
-
-    outbox = Outbox(stack.db("registry"), "/socorg/registry")
-    outbox.collection.create_index([("key", 1), ("order", 1)])  # as an earlier version left it
-    outbox.ensure_indexes()
-    expected = {"_id_", "sent_1_order_1", "event.subject_1_order_1", "event.data.actor_1_order_1"}
-    assert set(outbox.collection.index_information()) == expected
-    outbox.ensure_indexes()  # the index is gone now: no IndexNotFound
-    assert set(outbox.collection.index_information()) == expected

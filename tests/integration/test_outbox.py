@@ -1,0 +1,104 @@
+"""The outbox on the real database: records and their pending markers, the relay's queue, replays, and an
+outbox written by an earlier version (records flagged `sent`)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pymongo
+import pytest
+from pymongo import ASCENDING
+from pymongo.errors import BulkWriteError
+
+from shared.events import Event
+from shared.outbox import PENDING, SENT_FLAG_INDEX, Outbox, marker_id
+
+
+@pytest.fixture
+def outbox(servers):
+    """An outbox in a database of its own (no relay runs on it)."""
+    client = pymongo.MongoClient(servers.mongo_uri, tz_aware=True)
+    name = f"outbox_{uuid.uuid4().hex[:12]}"
+    outbox = Outbox(client[name], "/socorg/test")
+    outbox.ensure_indexes()
+    yield outbox
+    client.drop_database(name)
+    client.close()
+
+
+def event(n: int, key: str = "org-1") -> Event:
+    return Event(type="organization.flagged", subject=key, data={"actor": "officer", "n": n})
+
+
+def ids(records: list[dict]) -> list[str]:
+    return [record["_id"] for record in records]
+
+
+def test_indexes_are_only_those_queries_use(outbox):
+    """Each index costs every recorded event; indexes of earlier versions are dropped on start, and a start
+    that finds them gone already (dropped earlier, or by another process a moment before) goes on."""
+    outbox.collection.create_index([("key", ASCENDING), ("order", ASCENDING)])  # as an earlier version left it
+    outbox.ensure_indexes()
+    expected = {"_id_", "event.subject_1_order_1", "event.data.actor_1_order_1"}
+    assert set(outbox.collection.index_information()) == expected
+    outbox.ensure_indexes()
+    assert set(outbox.collection.index_information()) == expected
+    assert set(outbox.markers.index_information()) == {"_id_"}  # markers are read in order by their id alone
+
+
+def test_the_relay_reads_unsent_records_in_the_order_they_were_recorded(outbox):
+    first = [event(1), event(2, key="org-2")]
+    second = [event(3)]
+    outbox.add(None, first)
+    outbox.add(None, second)
+    assert ids(outbox.pending(10)) == ids([{"_id": e.id} for e in first + second])
+    assert ids(outbox.pending(2)) == [first[0].id, first[1].id]
+    assert outbox.backlog() == 3
+
+    outbox.mark_sent(outbox.pending(2))
+    assert ids(outbox.pending(10)) == [second[0].id]
+    assert outbox.backlog() == 1
+    assert outbox.collection.count_documents({}) == 3  # sent records stay: they are the event log
+    assert all(set(r) == {"_id", "key", "order", "event", "created_at"} for r in outbox.collection.find())
+
+
+def test_a_record_never_exists_without_its_marker(outbox):
+    """Without the caller's transaction, records and markers are written in one of their own: when the insert
+    fails half-way, nothing of it stays."""
+    kept = event(1)
+    outbox.add(None, [kept])
+    later = event(2)
+    with pytest.raises(BulkWriteError):
+        outbox.add(None, [later, kept])  # `kept` is recorded already: a duplicate id after `later`
+    assert outbox.collection.find_one({"_id": later.id}) is None
+    assert ids(outbox.pending(10)) == [kept.id]
+
+
+def test_a_replay_queues_every_record_once_in_order(outbox):
+    events = [event(n, key=f"org-{n % 2}") for n in range(5)]
+    for e in events:
+        outbox.add(None, [e])
+    outbox.mark_sent(outbox.pending(3))
+    assert outbox.mark_all_for_replay() == 3  # the two still queued stay queued once
+    assert outbox.mark_all_for_replay() == 0
+    assert ids(outbox.pending(10)) == [e.id for e in events]
+
+
+def test_an_outbox_of_an_earlier_version_keeps_its_unsent_records(outbox):
+    """Earlier versions flagged each record `sent` and indexed the flag: on start, the unsent ones get markers,
+    the flags and their index go, and nothing is sent twice or lost."""
+    base = time.time_ns()
+    records = [{"_id": f"old-{n}", "key": "org-1", "order": base + n, "event": {"id": f"old-{n}"}, "sent": n < 3,
+                **({"sent_at": "earlier"} if n < 3 else {})} for n in range(5)]
+    outbox.collection.insert_many(records)
+    outbox.collection.create_index([("sent", ASCENDING), ("order", ASCENDING)])
+    outbox.ensure_indexes()
+    assert ids(outbox.pending(10)) == ["old-3", "old-4"]
+    assert outbox.collection.count_documents({"sent": {"$exists": True}}) == 0
+    assert outbox.collection.count_documents({"sent_at": {"$exists": True}}) == 0
+    assert SENT_FLAG_INDEX not in outbox.collection.index_information()
+    outbox.ensure_indexes()  # started again: nothing more to do
+    assert ids(outbox.pending(10)) == ["old-3", "old-4"]
+    assert outbox.collection.database[PENDING].count_documents({}) == 2
+    assert sorted(m["_id"] for m in outbox.markers.find()) == [marker_id(r) for r in records[3:]]
