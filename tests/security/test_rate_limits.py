@@ -119,6 +119,24 @@ def test_counts_reach_the_shared_counters_when_flushed(stack):
         other.hit("applications", "li", now)
 
 
+def test_a_client_far_below_its_limit_is_counted_in_memory_only(stack):
+    """A tenth of the limit is counted here before anything is written: most clients make a request or two,
+    and a counter document for each of them cost a write per request."""
+    limiter = RateLimiter(stack.db("registry"), limit_per_window=60, flush_seconds=3600)
+    counters = stack.db("registry")["rate_limits"]
+    now = time.time()
+    for _ in range(5):
+        limiter.hit("applications", "light", now)
+    limiter.flush(now)
+    assert counters.count_documents({}) == 0
+    limiter.hit("applications", "light", now)  # the sixth: now it is shared, with all six
+    limiter.flush(now)
+    assert [c["n"] for c in counters.find()] == [6]
+    limiter.hit("applications", "light", now)  # from here on every count is shared at the next flush
+    limiter.flush(now)
+    assert [c["n"] for c in counters.find()] == [7]
+
+
 def test_the_limit_is_documented(limited):
     document = limited.client("registry").get("/openapi.json").body
     responses = document["paths"]["/api/v1/organizations"]["post"]["responses"]
