@@ -33,7 +33,7 @@ from shared import faults
 from shared.errors import Unavailable
 from shared.events import InvalidEvent, decode, dlq_topic, short_type
 from shared.kafka import KafkaLink
-from shared.mongo import run_in_transaction
+from shared.mongo import in_lists, run_in_transaction
 
 log = logging.getLogger("socorg.consumer")
 
@@ -374,7 +374,8 @@ class Consumer:
 
     def _apply(self, session: ClientSession, items: list[Decoded]) -> int:
         ids = list(dict.fromkeys(item.event["id"] for item in items))
-        seen = {doc["_id"] for doc in self.processed.find({"_id": {"$in": ids}}, {"_id": 1}, session=session)}
+        seen = {doc["_id"] for part in in_lists(ids)
+                for doc in self.processed.find({"_id": {"$in": part}}, {"_id": 1}, session=session)}
         now = datetime.now(timezone.utc)
         records = []
         for item in items:

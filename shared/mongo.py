@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 from contextlib import nullcontext
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
@@ -18,6 +18,11 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from shared.errors import Unavailable
 
 T = TypeVar("T")
+
+# SecantusDB matches `$in` by comparing each candidate document with every listed value, so one query's cost
+# grows with the square of its list: with 500 ids, finding cost it 1 ms of CPU a document and deleting 2 ms;
+# in lists of 50, 0.15 and 0.4 ms (measured on 2,000 documents). Batches of ids are sent in lists this long.
+IN_LIST = 50
 
 # Bounded so that an HTTP request fails cleanly (503) instead of hanging while the database is away.
 TRANSACTION_DEADLINE_SECONDS = 10.0
@@ -66,6 +71,12 @@ def run_in_transaction(client: MongoClient, work: Callable[[ClientSession], T], 
                 raise Unavailable("too many concurrent changes to the same records; retry shortly "
                                   "(with the same Idempotency-Key)") from exc
             raise
+
+
+def in_lists(values: Sequence[T], size: int = IN_LIST) -> Iterator[list[T]]:
+    """`values` in consecutive lists of at most `size`, for `$in` queries (see IN_LIST)."""
+    for start in range(0, len(values), size):
+        yield list(values[start:start + size])
 
 
 def is_duplicate_key(exc: BaseException) -> bool:

@@ -32,6 +32,7 @@ from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError,
 
 from shared import faults
 from shared.events import Event, envelope, encode
+from shared.mongo import in_lists
 
 log = logging.getLogger("socorg.outbox")
 
@@ -137,13 +138,13 @@ class Outbox:
         if not markers:
             return []
         ids = [record_id_of(m) for m in markers]
-        by_id = {r["_id"]: r for r in self.collection.find({"_id": {"$in": ids}})}
+        by_id = {r["_id"]: r for part in in_lists(ids) for r in self.collection.find({"_id": {"$in": part}})}
         # A marker is written with its record, so each has one; a marker left by hand without one is skipped.
         return [by_id[i] for i in ids if i in by_id]
 
     def mark_sent(self, records: list[dict]) -> None:
-        if records:
-            self.markers.delete_many({"_id": {"$in": [marker_id(r) for r in records]}})
+        for part in in_lists([marker_id(r) for r in records]):
+            self.markers.delete_many({"_id": {"$in": part}})
 
     def mark_all_for_replay(self) -> int:
         """Queue every recorded event for publishing again (after the broker lost its data)."""

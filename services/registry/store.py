@@ -37,7 +37,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 from services.registry import domain, identifiers, search
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import SYSTEM_ACTOR, Event, now_utc, source_of
-from shared.mongo import run_in_transaction
+from shared.mongo import in_lists, run_in_transaction
 from shared.outbox import Outbox
 from shared.schemas import skip_of
 from shared.unit_of_work import IdempotencyKey
@@ -381,7 +381,8 @@ def publish_carried(outbox: Outbox, session: ClientSession | None, records: list
     if not records:
         return 0
     ids = [record["id"] for record in records]
-    present = {doc["_id"] for doc in outbox.collection.find({"_id": {"$in": ids}}, {"_id": 1}, session=session)}
+    present = {doc["_id"] for part in in_lists(ids)
+               for doc in outbox.collection.find({"_id": {"$in": part}}, {"_id": 1}, session=session)}
     missing = [Event(**record) for record in records if record["id"] not in present]
     if missing:
         outbox.add(session, missing)

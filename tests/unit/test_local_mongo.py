@@ -1,5 +1,5 @@
 """The local SecantusDB is reached without retryable writes (shared/infra.py says why); the URI decides,
-so production's real MongoDB keeps the driver's default."""
+so production's real MongoDB keeps the driver's default. And `$in` queries go out in short lists."""
 
 import pytest
 
@@ -27,3 +27,16 @@ def test_the_client_follows_the_uri():
     finally:
         local.close()
         default.close()
+
+
+def test_in_lists_splits_ids_into_short_lists_in_order():
+    """`$in` lists stay short (SecantusDB matches them in time quadratic in their length), and every id is
+    in exactly one list, in the order given."""
+    from shared.mongo import IN_LIST, in_lists
+
+    ids = [f"id{n}" for n in range(2 * IN_LIST + 3)]
+    parts = list(in_lists(ids))
+    assert [len(p) for p in parts] == [IN_LIST, IN_LIST, 3]
+    assert [i for part in parts for i in part] == ids
+    assert list(in_lists([])) == []
+    assert list(in_lists(("a", "b"), size=1)) == [["a"], ["b"]]
