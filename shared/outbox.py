@@ -139,7 +139,13 @@ class Outbox:
             return []
         ids = [record_id_of(m) for m in markers]
         by_id = {r["_id"]: r for part in in_lists(ids) for r in self.collection.find({"_id": {"$in": part}})}
-        # A marker is written with its record, so each has one; a marker left by hand without one is skipped.
+        # A marker is written with its record, so each has one. One without (its record deleted by hand) can
+        # never be published: it goes, or the backlog would never reach zero.
+        orphans = [marker for marker, record_id in zip(markers, ids) if record_id not in by_id]
+        if orphans:
+            log.warning("outbox: %d pending markers without their record removed, e.g. %s", len(orphans), orphans[0])
+            for part in in_lists(orphans):
+                self.markers.delete_many({"_id": {"$in": part}})
         return [by_id[i] for i in ids if i in by_id]
 
     def mark_sent(self, records: list[dict]) -> None:

@@ -75,6 +75,15 @@ def test_a_record_never_exists_without_its_marker(outbox):
     assert ids(outbox.pending(10)) == [kept.id]
 
 
+def test_a_marker_whose_record_was_deleted_by_hand_goes(outbox, caplog):
+    kept = event(1)
+    outbox.add(None, [kept])
+    outbox.markers.insert_one({"_id": marker_id({"order": 1, "_id": "deleted-by-hand"})})
+    assert ids(outbox.pending(10)) == [kept.id]
+    assert outbox.backlog() == 1
+    assert "without their record" in caplog.text
+
+
 def test_a_replay_queues_every_record_once_in_order(outbox):
     events = [event(n, key=f"org-{n % 2}") for n in range(5)]
     for e in events:
