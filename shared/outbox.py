@@ -4,12 +4,14 @@
 transaction, beside the state change that caused it, so the event exists if and only if the change
 committed. The `Relay` publishes unsent records to Kafka, in order per key, and then marks them sent.
 
-"Unsent" is a small marker document per record in `outbox_pending`, written in the same transaction
-and deleted once the record is published; the records themselves are never changed after they are
-written. Marking by updating a `sent` flag in the record, as earlier versions did, rewrote every record
-and its index entries: on SecantusDB that cost 1.9 ms of its CPU per event, against 0.5 ms to delete a
-marker (measured with bench-sized events, 100 a batch). A marker's id is the record's order and id, so
-the relay reads markers in order from the `_id` index alone.
+"Unsent" is a small marker document in `outbox_pending`, one per transaction that recorded events,
+listing their ids; it is written in that transaction and deleted once its records are published. The
+records themselves are never changed after they are written. Marking by updating a `sent` flag in each
+record, as earlier versions did, rewrote every record and its index entries: on SecantusDB that cost
+1.9 ms of its CPU per event, against 0.4 ms to delete a marker (measured with bench-sized events), and
+one marker per transaction rather than per record makes a batch (the registry's follower copies its
+events in batches) cost one. A marker's id is its first record's order and id, so the relay reads
+markers in order from the `_id` index alone.
 
 Sent records are kept: they are the service's event log, and a broker that lost its data (Tansu keeps
 everything in memory) is refilled by replaying them; consumers are idempotent, so replays are harmless.
@@ -21,6 +23,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 
@@ -37,7 +40,7 @@ from shared.mongo import in_lists
 log = logging.getLogger("socorg.outbox")
 
 OUTBOX = "outbox"
-PENDING = "outbox_pending"  # {_id: marker_id(record)}: the records not published yet
+PENDING = "outbox_pending"  # {_id: marker_id(first record), records: [ids]}: the records not published yet
 LEASES = "relay_leases"
 TOPICS_PUBLISHED = "relay_topics"  # {_id: topic, topic_id}: the topic incarnation the relay publishes to
 SENT_FLAG_INDEX = "sent_1_order_1"  # earlier versions marked records with a `sent` flag
@@ -49,12 +52,26 @@ ORDER_WIDTH = 20  # digits of `order` in a marker id (nanoseconds since 1970 hav
 
 
 def marker_id(record: dict) -> str:
-    """The pending marker of a record: sorting markers by id sorts the records by (order, _id)."""
+    """The id of the marker whose first record this is: sorting markers by id sorts them by (order, _id)."""
     return f"{record['order']:0{ORDER_WIDTH}d}|{record['_id']}"
 
 
-def record_id_of(marker: str) -> str:
-    return marker.split("|", 1)[1]
+def marker(records: list[dict]) -> dict:
+    """The marker of records recorded together, in their order. A marker of one record (a replay's, or one
+    that an earlier version's migration wrote) may leave out `records`."""
+    return {"_id": marker_id(records[0]), "records": [r["_id"] for r in records]}
+
+
+def record_ids_of(marker_document: dict) -> list[str]:
+    return marker_document.get("records") or [marker_document["_id"].split("|", 1)[1]]
+
+
+@dataclass
+class Pending:
+    """Unsent records in the order to publish them, and the markers they came from."""
+
+    records: list[dict] = field(default_factory=list)
+    markers: list[str] = field(default_factory=list)
 
 
 class Outbox:
@@ -130,26 +147,36 @@ class Outbox:
 
     def _insert(self, records: list[dict], session: ClientSession) -> None:
         self.collection.insert_many(records, session=session, ordered=True)
-        self.markers.insert_many([{"_id": marker_id(r)} for r in records], session=session, ordered=True)
+        self.markers.insert_one(marker(records), session=session)
 
-    def pending(self, limit: int) -> list[dict]:
-        """The oldest unsent records, in order."""
-        markers = [m["_id"] for m in self.markers.find({}, {"_id": 1}).sort("_id", ASCENDING).limit(limit)]
-        if not markers:
-            return []
-        ids = [record_id_of(m) for m in markers]
+    def pending(self, limit: int) -> Pending:
+        """The oldest unsent records, in order: whole markers' records, at most `limit` of them unless the
+        first marker alone has more."""
+        batch = Pending()
+        ids: list[str] = []
+        for document in self.markers.find({}).sort("_id", ASCENDING).limit(limit):
+            listed = record_ids_of(document)
+            if batch.markers and len(ids) + len(listed) > limit:
+                break
+            batch.markers.append(document["_id"])
+            ids += listed
+        if not ids:
+            return batch
         by_id = {r["_id"]: r for part in in_lists(ids) for r in self.collection.find({"_id": {"$in": part}})}
-        # A marker is written with its record, so each has one. One without (its record deleted by hand) can
-        # never be published: it goes, or the backlog would never reach zero.
-        orphans = [marker for marker, record_id in zip(markers, ids) if record_id not in by_id]
-        if orphans:
-            log.warning("outbox: %d pending markers without their record removed, e.g. %s", len(orphans), orphans[0])
-            for part in in_lists(orphans):
-                self.markers.delete_many({"_id": {"$in": part}})
-        return [by_id[i] for i in ids if i in by_id]
+        batch.records = [by_id[i] for i in ids if i in by_id]
+        # A marker is written with its records, so they are all there; one whose records were deleted by hand
+        # can never be published: it goes, or the backlog would never reach zero.
+        if len(batch.records) < len(ids):
+            missing = [i for i in ids if i not in by_id]
+            log.warning("outbox: %d records of pending markers are missing (deleted by hand?), e.g. %s",
+                        len(missing), missing[0])
+            if not batch.records:
+                self.mark_sent(batch)
+                batch.markers = []
+        return batch
 
-    def mark_sent(self, records: list[dict]) -> None:
-        for part in in_lists([marker_id(r) for r in records]):
+    def mark_sent(self, batch: Pending) -> None:
+        for part in in_lists(batch.markers):
             self.markers.delete_many({"_id": {"$in": part}})
 
     def mark_all_for_replay(self) -> int:
@@ -160,7 +187,7 @@ class Outbox:
         """Markers for these records, those already there left as they are; returns how many were added."""
         added, batch = 0, []
         for record in records:
-            batch.append({"_id": marker_id(record)})
+            batch.append({"_id": marker_id(record)})  # one record each (see `marker`)
             if len(batch) >= batch_size:
                 added, batch = added + self._insert_marker_batch(batch), []
         return added + self._insert_marker_batch(batch)
@@ -176,6 +203,7 @@ class Outbox:
             return exc.details.get("nInserted", 0)
 
     def backlog(self) -> int:
+        """Transactions whose events are not published yet (each recorded one or more)."""
         return self.markers.count_documents({})
 
     def audit(self, *, subject: str | None = None, actor: str | None = None, event_type: str | None = None,
@@ -238,7 +266,8 @@ class Relay:
         self._release_lease()
 
     def publish_pending(self) -> int:
-        records = self.outbox.pending(self.batch_size)
+        batch = self.outbox.pending(self.batch_size)
+        records = batch.records
         if not records:
             return 0
         producer = self.kafka.producer()
@@ -248,7 +277,7 @@ class Relay:
         for future in futures:
             future.get(timeout=10)  # raises: nothing of the batch is marked sent
         faults.point("relay.after_publish")
-        self.outbox.mark_sent(records)
+        self.outbox.mark_sent(batch)
         return len(records)
 
     def _check_topic(self) -> None:

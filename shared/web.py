@@ -119,7 +119,7 @@ def create_service_app(service: str, settings: Settings | None, *, blueprints: I
     outbox.ensure_indexes()
     ctx.store = make_store(ctx)
     app.extensions["socorg"] = ctx
-    ctx.metrics.gauge("outbox_backlog", outbox.backlog, "events recorded but not yet published")
+    ctx.metrics.gauge("outbox_backlog", outbox.backlog, "changes whose events are recorded but not yet published")
     ctx.metrics.gauge("dead_letters", lambda: db["dead_letters"].estimated_document_count(),
                       "messages this service's consumer sent to a DLQ")
 

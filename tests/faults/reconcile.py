@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from services.registry.store import PENDING_EVENTS
 from shared.events import short_type
-from shared.outbox import PENDING, record_id_of
+from shared.outbox import PENDING, record_ids_of
 from shared.organizations import SNAPSHOT_FIELDS
 from tests.integration.fund_invariants import assert_ledger_invariants
 
@@ -59,7 +59,8 @@ class EventLog:
     def __init__(self, stack):
         self.records = {service: list(stack.db(service)["outbox"].find()) for service in SERVICES}
         self.events = {service: [r["event"] for r in records] for service, records in self.records.items()}
-        self.unsent = {service: {record_id_of(m["_id"]) for m in stack.db(service)[PENDING].find()} for service in SERVICES}
+        self.unsent = {service: {i for m in stack.db(service)[PENDING].find() for i in record_ids_of(m)}
+                       for service in SERVICES}
 
     def ids(self, service: str) -> set[str]:
         return {r["_id"] for r in self.records[service]}

@@ -25,7 +25,7 @@ from kafka.admin import KafkaAdminClient
 
 from shared import infra
 from shared.events import decode
-from shared.outbox import PENDING, Outbox, record_id_of
+from shared.outbox import PENDING, Outbox, record_ids_of
 from tests.faults.reconcile import CONSUMES, carried_not_recorded
 from tests.support.stack import SERVICES, DurableServers, Response, Servers, Stack, wait_until
 
@@ -158,14 +158,14 @@ class FaultSystem:
         """What is stuck where, and which processes are down, for a failure message."""
         lines = []
         for service in SERVICES:
-            unsent = Outbox(self.db(service), service).pending(5)
+            unsent = Outbox(self.db(service), service).pending(5).records
             if unsent:
                 lines.append(f"{service} outbox has unsent {[r['event']['type'] for r in unsent]}")
         behind = []
         for consumer, producers in CONSUMES.items():
             processed = self.processed_ids(consumer)
             for producer in producers:
-                unsent = {record_id_of(m["_id"]) for m in self.db(producer)[PENDING].find()}
+                unsent = {i for m in self.db(producer)[PENDING].find() for i in record_ids_of(m)}
                 missing = [r for r in self.db(producer)["outbox"].find({}, {"event.type": 1})
                            if r["_id"] not in processed]
                 if missing:

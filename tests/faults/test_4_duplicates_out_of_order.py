@@ -67,24 +67,24 @@ class ChaosRelay:
         producer = KafkaProducer(bootstrap_servers=self.system.settings.kafka_bootstrap_servers, acks="all")
         try:
             def round_trip():
-                pending = [(service, record) for service in SERVICES
-                           for record in Outbox(self.system.db(service), service).pending(100_000)]
+                batches = {service: Outbox(self.system.db(service), service).pending(100_000) for service in SERVICES}
+                pending = [(service, record) for service, batch in batches.items() for record in batch.records]
                 if pending:
-                    self.publish(producer, pending)
+                    self.publish(producer, pending, batches)
                 return self.system.outbox_backlog() == 0 and self.system.undelivered() == 0
 
             wait_until(round_trip, timeout=120, interval=0.3, message="the consumers to apply the shuffled copies")
         finally:
             producer.close()
 
-    def publish(self, producer: KafkaProducer, pending: list) -> None:
+    def publish(self, producer: KafkaProducer, pending: list, batches: dict) -> None:
         copies = [item for item in pending for _ in range(2)]
         self.rng.shuffle(copies)
         for service, record in copies:
             producer.send(self.system.settings.topic(service), key=record["key"].encode(), value=encode(record["event"]))
         producer.flush()
         for service in SERVICES:
-            Outbox(self.system.db(service), service).mark_sent([record for s, record in pending if s == service])
+            Outbox(self.system.db(service), service).mark_sent(batches[service])
         self.published += len(copies)
         # Per key (the order Kafka keeps), the order the events were recorded in and the order they went out in.
         recorded, sent = {}, {}

@@ -52,15 +52,29 @@ def test_the_relay_reads_unsent_records_in_the_order_they_were_recorded(outbox):
     second = [event(3)]
     outbox.add(None, first)
     outbox.add(None, second)
-    assert ids(outbox.pending(10)) == ids([{"_id": e.id} for e in first + second])
-    assert ids(outbox.pending(2)) == [first[0].id, first[1].id]
-    assert outbox.backlog() == 3
+    assert ids(outbox.pending(10).records) == ids([{"_id": e.id} for e in first + second])
+    assert ids(outbox.pending(2).records) == [first[0].id, first[1].id]
+    assert outbox.backlog() == 2  # one marker for each change that recorded events
 
     outbox.mark_sent(outbox.pending(2))
-    assert ids(outbox.pending(10)) == [second[0].id]
+    assert ids(outbox.pending(10).records) == [second[0].id]
     assert outbox.backlog() == 1
     assert outbox.collection.count_documents({}) == 3  # sent records stay: they are the event log
     assert all(set(r) == {"_id", "key", "order", "event", "created_at"} for r in outbox.collection.find())
+
+
+def test_the_relay_takes_whole_markers(outbox):
+    """A batch ends at a marker boundary, so a marker is deleted only when all its records were published;
+    one marker with more records than the batch size is taken whole."""
+    together = [event(n) for n in range(3)]
+    alone = event(3)
+    outbox.add(None, together)
+    outbox.add(None, [alone])
+    assert ids(outbox.pending(2).records) == [e.id for e in together]
+    assert ids(outbox.pending(3).records) == [e.id for e in together]
+    assert ids(outbox.pending(4).records) == [e.id for e in together + [alone]]
+    outbox.mark_sent(outbox.pending(3))
+    assert ids(outbox.pending(10).records) == [alone.id]
 
 
 def test_a_record_never_exists_without_its_marker(outbox):
@@ -72,16 +86,22 @@ def test_a_record_never_exists_without_its_marker(outbox):
     with pytest.raises(BulkWriteError):
         outbox.add(None, [later, kept])  # `kept` is recorded already: a duplicate id after `later`
     assert outbox.collection.find_one({"_id": later.id}) is None
-    assert ids(outbox.pending(10)) == [kept.id]
+    assert ids(outbox.pending(10).records) == [kept.id]
 
 
-def test_a_marker_whose_record_was_deleted_by_hand_goes(outbox, caplog):
+def test_a_marker_whose_records_were_deleted_by_hand_goes(outbox, caplog):
+    """It can never be published: left in place, the backlog would never reach zero."""
+    outbox.markers.insert_one({"_id": marker_id({"order": 1, "_id": "deleted-by-hand"})})
+    assert outbox.pending(10).records == []
+    assert outbox.backlog() == 0
+    assert "missing (deleted by hand?)" in caplog.text
     kept = event(1)
     outbox.add(None, [kept])
-    outbox.markers.insert_one({"_id": marker_id({"order": 1, "_id": "deleted-by-hand"})})
-    assert ids(outbox.pending(10)) == [kept.id]
-    assert outbox.backlog() == 1
-    assert "without their record" in caplog.text
+    outbox.markers.insert_one({"_id": marker_id({"order": 2, "_id": "also-deleted"}), "records": ["also-deleted"]})
+    batch = outbox.pending(10)
+    assert ids(batch.records) == [kept.id]
+    outbox.mark_sent(batch)  # the relay published what there was: both markers go
+    assert outbox.backlog() == 0
 
 
 def test_a_replay_queues_every_record_once_in_order(outbox):
@@ -91,7 +111,7 @@ def test_a_replay_queues_every_record_once_in_order(outbox):
     outbox.mark_sent(outbox.pending(3))
     assert outbox.mark_all_for_replay() == 3  # the two still queued stay queued once
     assert outbox.mark_all_for_replay() == 0
-    assert ids(outbox.pending(10)) == [e.id for e in events]
+    assert ids(outbox.pending(10).records) == [e.id for e in events]
 
 
 def test_an_outbox_of_an_earlier_version_keeps_its_unsent_records(outbox):
@@ -103,11 +123,11 @@ def test_an_outbox_of_an_earlier_version_keeps_its_unsent_records(outbox):
     outbox.collection.insert_many(records)
     outbox.collection.create_index([("sent", ASCENDING), ("order", ASCENDING)])
     outbox.ensure_indexes()
-    assert ids(outbox.pending(10)) == ["old-3", "old-4"]
+    assert ids(outbox.pending(10).records) == ["old-3", "old-4"]
     assert outbox.collection.count_documents({"sent": {"$exists": True}}) == 0
     assert outbox.collection.count_documents({"sent_at": {"$exists": True}}) == 0
     assert SENT_FLAG_INDEX not in outbox.collection.index_information()
     outbox.ensure_indexes()  # started again: nothing more to do
-    assert ids(outbox.pending(10)) == ["old-3", "old-4"]
+    assert ids(outbox.pending(10).records) == ["old-3", "old-4"]
     assert outbox.collection.database[PENDING].count_documents({}) == 2
     assert sorted(m["_id"] for m in outbox.markers.find()) == [marker_id(r) for r in records[3:]]
