@@ -129,7 +129,7 @@ class FaultSystem:
     # -- events -----------------------------------------------------------------------------------------
     def outbox_backlog(self) -> int:
         """Events not published yet: unsent outbox records, and events applications still carry."""
-        unsent = sum(self.db(service)[PENDING].count_documents({}) for service in SERVICES)
+        unsent = sum(len(record_ids_of(marker)) for service in SERVICES for marker in self.db(service)[PENDING].find())
         return unsent + len(carried_not_recorded(self.stack))
 
     def processed_ids(self, consumer: str) -> set[str]:
