@@ -57,13 +57,8 @@ def marker_id(record: dict) -> str:
 
 
 def marker(records: list[dict]) -> dict:
-    """The marker of records recorded together, in their order. A marker of one record (a replay's, or one
-    that an earlier version's migration wrote) may leave out `records`."""
+    """The marker of records recorded together (by one change, or one record a replay queues), in order."""
     return {"_id": marker_id(records[0]), "records": [r["_id"] for r in records]}
-
-
-def record_ids_of(marker_document: dict) -> list[str]:
-    return marker_document.get("records") or [marker_document["_id"].split("|", 1)[1]]
 
 
 @dataclass
@@ -155,7 +150,7 @@ class Outbox:
         batch = Pending()
         ids: list[str] = []
         for document in self.markers.find({}).sort("_id", ASCENDING).limit(limit):
-            listed = record_ids_of(document)
+            listed = document["records"]
             if batch.markers and len(ids) + len(listed) > limit:
                 break
             batch.markers.append(document["_id"])
@@ -187,7 +182,7 @@ class Outbox:
         """Markers for these records, those already there left as they are; returns how many were added."""
         added, batch = 0, []
         for record in records:
-            batch.append({"_id": marker_id(record)})  # one record each (see `marker`)
+            batch.append(marker([record]))
             if len(batch) >= batch_size:
                 added, batch = added + self._insert_marker_batch(batch), []
         return added + self._insert_marker_batch(batch)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from services.registry.store import PENDING_EVENTS
 from shared.events import short_type
-from shared.outbox import PENDING, record_ids_of
+from shared.outbox import PENDING
 from shared.organizations import SNAPSHOT_FIELDS
 from tests.integration.fund_invariants import assert_ledger_invariants
 
@@ -53,14 +53,18 @@ class Reconciliation:
                 f"{self.payments} payments; ledger balanced")
 
 
+def unsent_ids(db) -> set[str]:
+    """The ids of the records a service has not published yet (each pending marker lists one change's)."""
+    return {record_id for marker in db[PENDING].find() for record_id in marker["records"]}
+
+
 class EventLog:
     """Every event each service recorded in its outbox (the outbox keeps sent records: it is the event log)."""
 
     def __init__(self, stack):
         self.records = {service: list(stack.db(service)["outbox"].find()) for service in SERVICES}
         self.events = {service: [r["event"] for r in records] for service, records in self.records.items()}
-        self.unsent = {service: {i for m in stack.db(service)[PENDING].find() for i in record_ids_of(m)}
-                       for service in SERVICES}
+        self.unsent = {service: unsent_ids(stack.db(service)) for service in SERVICES}
 
     def ids(self, service: str) -> set[str]:
         return {r["_id"] for r in self.records[service]}

@@ -25,8 +25,8 @@ from kafka.admin import KafkaAdminClient
 
 from shared import infra
 from shared.events import decode
-from shared.outbox import PENDING, Outbox, record_ids_of
-from tests.faults.reconcile import CONSUMES, carried_not_recorded
+from shared.outbox import Outbox
+from tests.faults.reconcile import CONSUMES, carried_not_recorded, unsent_ids
 from tests.support.stack import SERVICES, DurableServers, Response, Servers, Stack, wait_until
 
 BIN = Path(sys.executable).parent
@@ -129,7 +129,7 @@ class FaultSystem:
     # -- events -----------------------------------------------------------------------------------------
     def outbox_backlog(self) -> int:
         """Events not published yet: unsent outbox records, and events applications still carry."""
-        unsent = sum(len(record_ids_of(marker)) for service in SERVICES for marker in self.db(service)[PENDING].find())
+        unsent = sum(len(unsent_ids(self.db(service))) for service in SERVICES)
         return unsent + len(carried_not_recorded(self.stack))
 
     def processed_ids(self, consumer: str) -> set[str]:
@@ -165,7 +165,7 @@ class FaultSystem:
         for consumer, producers in CONSUMES.items():
             processed = self.processed_ids(consumer)
             for producer in producers:
-                unsent = {i for m in self.db(producer)[PENDING].find() for i in record_ids_of(m)}
+                unsent = unsent_ids(self.db(producer))
                 missing = [r for r in self.db(producer)["outbox"].find({}, {"event.type": 1})
                            if r["_id"] not in processed]
                 if missing:

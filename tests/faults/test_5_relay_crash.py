@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.outbox import PENDING, record_ids_of
 from tests.faults.bureau import Bureau, expect
 from tests.faults.conftest import record_summary
-from tests.faults.reconcile import reconcile
+from tests.faults.reconcile import reconcile, unsent_ids
 from tests.faults.system import FaultSystem
 from tests.support.stack import wait_until
 
@@ -29,8 +28,7 @@ def crash_relay_once(system: FaultSystem, service: str) -> None:
 
 
 def unsent(system: FaultSystem, service: str) -> int:
-    """Records not published yet (a marker lists the records of one change)."""
-    return sum(len(record_ids_of(marker)) for marker in system.db(service)[PENDING].find())
+    return len(unsent_ids(system.db(service)))
 
 
 @pytest.mark.slow

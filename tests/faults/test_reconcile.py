@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from shared.outbox import PENDING, marker_id
+from shared.outbox import PENDING, marker
 from tests.faults.reconcile import reconcile
 from tests.support.clock import service_today
 from tests.support.data import application
@@ -81,7 +81,7 @@ def test_a_healthy_system_reconciles_and_each_planted_fault_is_named(healthy):
             rf"evaluation: read model of {second}")
     planted(stack, "organizations", "fund", lambda c: c.update_one({"_id": first}, {"$inc": {"applied_events": 1}}),
             rf"fund: {first} applied 3 events, the registry published 2")
-    planted(stack, PENDING, "fund", lambda c: c.insert_one({"_id": marker_id(stack.db("fund")["outbox"].find_one())}),
+    planted(stack, PENDING, "fund", lambda c: c.insert_one(marker([stack.db("fund")["outbox"].find_one()])),
             r"fund: 1 recorded events were never published")
     planted(stack, "outbox", "registry",
             lambda c: c.delete_one({"key": second, "event.type": "org.socorg.registry.organization.risk_cleared"}),

@@ -12,7 +12,7 @@ from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError
 
 from shared.events import Event
-from shared.outbox import PENDING, SENT_FLAG_INDEX, Outbox, marker_id
+from shared.outbox import PENDING, SENT_FLAG_INDEX, Outbox, marker, marker_id
 
 
 @pytest.fixture
@@ -91,13 +91,13 @@ def test_a_record_never_exists_without_its_marker(outbox):
 
 def test_a_marker_whose_records_were_deleted_by_hand_goes(outbox, caplog):
     """It can never be published: left in place, the backlog would never reach zero."""
-    outbox.markers.insert_one({"_id": marker_id({"order": 1, "_id": "deleted-by-hand"})})
+    outbox.markers.insert_one(marker([{"order": 1, "_id": "deleted-by-hand"}]))
     assert outbox.pending(10).records == []
     assert outbox.backlog() == 0
     assert "missing (deleted by hand?)" in caplog.text
     kept = event(1)
     outbox.add(None, [kept])
-    outbox.markers.insert_one({"_id": marker_id({"order": 2, "_id": "also-deleted"}), "records": ["also-deleted"]})
+    outbox.markers.insert_one(marker([{"order": 2, "_id": "also-deleted"}]))
     batch = outbox.pending(10)
     assert ids(batch.records) == [kept.id]
     outbox.mark_sent(batch)  # the relay published what there was: both markers go
