@@ -100,7 +100,7 @@ class Settings:
     registry_sweep_time: str = _setting("REGISTRY_SWEEP_TIME", "01:00", help="HH:MM, Asia/Shanghai")
     # The worker follows the organizations' change stream this often (events of new applications into the
     # outbox, changes into the search index).
-    registry_search_poll_seconds: float = _setting("REGISTRY_SEARCH_POLL_SECONDS", 0.05)
+    registry_search_poll_seconds: float = _setting("REGISTRY_SEARCH_POLL_SECONDS", 0.5)
 
     # --- evaluation settings ---
     # DOMAIN.md, Brand-project award: trimmed_mean drops one highest and one lowest from this many reviews on.
