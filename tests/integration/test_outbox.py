@@ -40,7 +40,7 @@ def test_indexes_are_only_those_queries_use(outbox):
     that finds them gone already (dropped earlier, or by another process a moment before) goes on."""
     outbox.collection.create_index([("key", ASCENDING), ("order", ASCENDING)])  # as an earlier version left it
     outbox.ensure_indexes()
-    expected = {"_id_", "event.subject_1_order_1", "event.data.actor_1_order_1"}
+    expected = {"_id_", "audit_1_order_1"}
     assert set(outbox.collection.index_information()) == expected
     outbox.ensure_indexes()
     assert set(outbox.collection.index_information()) == expected
@@ -60,7 +60,18 @@ def test_the_relay_reads_unsent_records_in_the_order_they_were_recorded(outbox):
     assert ids(outbox.pending(10).records) == [second[0].id]
     assert outbox.backlog() == 1
     assert outbox.collection.count_documents({}) == 3  # sent records stay: they are the event log
-    assert all(set(r) == {"_id", "key", "order", "event", "created_at"} for r in outbox.collection.find())
+    assert all(set(r) == {"_id", "key", "order", "event", "audit", "created_at"} for r in outbox.collection.find())
+
+
+def test_the_relay_reads_the_markers_alone(outbox):
+    """A marker carries its records' messages: the relay publishes what it says even with the records gone."""
+    recorded = [event(1), event(2, key="org-2")]
+    envelopes = outbox.add(None, recorded)
+    outbox.collection.delete_many({})
+    batch = outbox.pending(10)
+    assert [(r["_id"], r["key"], r["event"]) for r in batch.records] == \
+        [(e.id, e.partition_key, envelope) for e, envelope in zip(recorded, envelopes)]
+
 
 
 def test_the_relay_takes_whole_markers(outbox):
@@ -89,19 +100,68 @@ def test_a_record_never_exists_without_its_marker(outbox):
     assert ids(outbox.pending(10).records) == [kept.id]
 
 
-def test_a_marker_whose_records_were_deleted_by_hand_goes(outbox, caplog):
+def earlier_marker(order: int, record_id: str) -> dict:
+    """A marker as earlier versions wrote it: the ids of its records, not their messages."""
+    return {"_id": marker_id({"order": order, "_id": record_id}), "records": [record_id]}
+
+
+def test_a_marker_of_an_earlier_version_is_published_from_its_records(outbox):
+    recorded = event(1)
+    outbox.add(None, [recorded])
+    outbox.markers.delete_many({})
+    record = outbox.collection.find_one({"_id": recorded.id})
+    outbox.markers.insert_one(earlier_marker(record["order"], recorded.id))
+    alongside = event(2)
+    outbox.add(None, [alongside])
+    batch = outbox.pending(10)
+    assert ids(batch.records) == [recorded.id, alongside.id]
+    assert batch.records[0]["event"] == record["event"] and batch.records[0]["key"] == record["key"]
+
+
+def test_a_marker_of_an_earlier_version_whose_records_were_deleted_by_hand_goes(outbox, caplog):
     """It can never be published: left in place, the backlog would never reach zero."""
-    outbox.markers.insert_one(marker([{"order": 1, "_id": "deleted-by-hand"}]))
+    outbox.markers.insert_one(earlier_marker(1, "deleted-by-hand"))
     assert outbox.pending(10).records == []
     assert outbox.backlog() == 0
     assert "missing (deleted by hand?)" in caplog.text
     kept = event(1)
     outbox.add(None, [kept])
-    outbox.markers.insert_one(marker([{"order": 2, "_id": "also-deleted"}]))
+    outbox.markers.insert_one(earlier_marker(2, "also-deleted"))
     batch = outbox.pending(10)
     assert ids(batch.records) == [kept.id]
     outbox.mark_sent(batch)  # the relay published what there was: both markers go
     assert outbox.backlog() == 0
+
+
+def test_the_audit_trail_finds_records_by_subject_and_by_actor(outbox):
+    outbox.add(None, [Event(type="organization.flagged", subject="org-1", data={"actor": "officer-a"})])
+    outbox.add(None, [Event(type="organization.flagged", subject="org-2", data={"actor": "officer-a"})])
+    outbox.add(None, [Event(type="organization.cleared", subject="org-1", data={"actor": "officer-b"})])
+
+    def subjects_and_actors(**query):
+        total, records = outbox.audit(**query)
+        return total, [(r["event"]["subject"], r["event"]["data"]["actor"]) for r in records]
+
+    assert subjects_and_actors(subject="org-1") == (2, [("org-1", "officer-b"), ("org-1", "officer-a")])
+    assert subjects_and_actors(actor="officer-a") == (2, [("org-2", "officer-a"), ("org-1", "officer-a")])
+    assert subjects_and_actors(subject="org-1", actor="officer-a") == (1, [("org-1", "officer-a")])
+    assert subjects_and_actors(actor="org-1") == (0, [])  # a subject is not an actor
+    assert subjects_and_actors(event_type="org.socorg.organization.cleared") == (1, [("org-1", "officer-b")])
+
+
+def test_an_outbox_of_an_earlier_version_gets_its_audit_keys(outbox):
+    """Earlier versions indexed subject and actor apart: on start their records get `audit` keys and the two
+    indexes go; the trail finds the old records as it finds new ones."""
+    base = time.time_ns()
+    outbox.collection.insert_many([{"_id": f"old-{n}", "key": "org-1", "order": base + n,
+                                    "event": {"id": f"old-{n}", "subject": "org-1", "data": {"actor": f"a{n % 2}"}}}
+                                   for n in range(3)])
+    outbox.collection.create_index([("event.subject", ASCENDING), ("order", ASCENDING)])
+    outbox.collection.create_index([("event.data.actor", ASCENDING), ("order", ASCENDING)])
+    outbox.ensure_indexes()
+    assert set(outbox.collection.index_information()) == {"_id_", "audit_1_order_1"}
+    assert outbox.audit(subject="org-1")[0] == 3
+    assert [r["_id"] for r in outbox.audit(actor="a0")[1]] == ["old-2", "old-0"]
 
 
 def test_a_replay_queues_every_record_once_in_order(outbox):
