@@ -17,6 +17,7 @@ from services.registry.handlers import store_for_worker
 from tests.integration.test_registry_api import ORGS, apply, approve, check_problem, counts, outbox_events
 from tests.support.clock import service_today
 from tests.support.data import application, council
+from tests.support.registry import rewrite_organization
 from tests.support.stack import Stack, wait_until
 
 TODAY = service_today()  # the registry's today; see below
@@ -33,15 +34,11 @@ def today_when_the_test_starts():
 
 def registered_long_ago(stack, registered_on: date, *, term_years: int = 5, reported=(), sub="zhang") -> dict:
     organization = approve(stack, apply(stack, application(term_years=term_years), sub=sub)["id"])
-    collection = stack.db("registry")["organizations"]
-    document = collection.find_one({"_id": organization["id"]})
-    document.update(registered_on=registered_on.isoformat(),
-                    registered_at=datetime(registered_on.year, registered_on.month, registered_on.day, 2,
-                                           tzinfo=timezone.utc),
-                    term=domain.term_from(registered_on, term_years), reports_checked_through=registered_on.year,
-                    reported_years=sorted(reported))
-    collection.replace_one({"_id": document["_id"]}, domain.with_markers(document))
-    return collection.find_one({"_id": document["_id"]})
+    return rewrite_organization(stack.db("registry"), organization["id"], lambda document: document.update(
+        registered_on=registered_on.isoformat(),
+        registered_at=datetime(registered_on.year, registered_on.month, registered_on.day, 2, tzinfo=timezone.utc),
+        term=domain.term_from(registered_on, term_years), reports_checked_through=registered_on.year,
+        reported_years=sorted(reported)))
 
 
 def years_ago(years: int, month: int = 1, day: int = 15) -> date:
@@ -219,10 +216,8 @@ def test_sweep_applies_every_rule_once_and_answers_what_it_did(stack):
     old_flag = stack.client("registry", "officer").post(f"{ORGS}/{officer_flagged['id']}/risk-flags",
                                                         {"list": "abnormal", "reason": "未按规定活动"}).body
     # An officer's abnormal flag raised seven months ago expires (rule 4).
-    collection = stack.db("registry")["organizations"]
-    document = collection.find_one({"_id": officer_flagged["id"]})
-    document["flags"][0]["raised_on"] = domain.add_months(TODAY, -7).isoformat()
-    collection.replace_one({"_id": document["_id"]}, domain.with_markers(document))
+    rewrite_organization(stack.db("registry"), officer_flagged["id"], lambda document: document["flags"][0].update(
+        raised_on=domain.add_months(TODAY, -7).isoformat()))
 
     result = sweep(stack, TODAY)
     assert flagged_for(result, overdue["_id"]) == ["term_overdue"]

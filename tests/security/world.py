@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from services.registry import domain as registry_domain
 from tests.support.clock import service_today
 from tests.support.data import application, council
+from tests.support.registry import rewrite_organization
 from tests.support.stack import Stack, wait_until
 
 OFFICER = "officer-li"
@@ -64,13 +65,11 @@ class World:
         """Registered `years` ago (its document moved back, as a migration of old records would) with a term
         that has ended: it may file renewals and the reports of the years since."""
         organization = self.registered(term_years=term_years)
-        collection = self.stack.db("registry")["organizations"]
-        document = collection.find_one({"_id": organization.id})
         since = date(service_today().year - years, 3, 1)
-        document.update(registered_on=since.isoformat(), reports_checked_through=since.year,
-                        registered_at=datetime(since.year, since.month, since.day, 2, tzinfo=timezone.utc),
-                        term=registry_domain.term_from(since, term_years))
-        collection.replace_one({"_id": organization.id}, registry_domain.with_markers(document))
+        rewrite_organization(self.stack.db("registry"), organization.id, lambda document: document.update(
+            registered_on=since.isoformat(), reports_checked_through=since.year,
+            registered_at=datetime(since.year, since.month, since.day, 2, tzinfo=timezone.utc),
+            term=registry_domain.term_from(since, term_years)))
         return organization
 
     def renewal(self, organization: Organization) -> str:

@@ -1,0 +1,67 @@
+"""The sweep's entries (store.SweepDue) on the real database: which organizations a bound selects, how a
+change of markers moves them, and a registry of an earlier version, whose markers were indexed on the
+organizations."""
+
+from __future__ import annotations
+
+import uuid
+
+import pymongo
+import pytest
+
+from services.registry import domain
+from services.registry.store import MARKER_INDEXES_BEFORE, ORGANIZATIONS, SweepDue, ensure_indexes
+
+
+@pytest.fixture
+def db(servers):
+    client = pymongo.MongoClient(servers.mongo_uri, tz_aware=True)
+    name = f"sweep_due_{uuid.uuid4().hex[:12]}"
+    yield client[name]
+    client.drop_database(name)
+    client.close()
+
+
+def registered(organization_id: str, **markers) -> dict:
+    return {"_id": organization_id, "status": domain.REGISTERED, **markers}
+
+
+def test_a_bound_selects_the_values_below_it_or_at_most_it(db):
+    due = SweepDue(db)
+    for n, day in enumerate(["2026-05-30", "2026-05-31", "2026-06-01"]):
+        due.write(None, None, registered(f"org-{n}", due_term_end=day, reports_checked_through=2024 + n))
+    assert due.organizations_due([("due_term_end", "<", "2026-05-31")]) == ["org-0"]
+    assert due.organizations_due([("due_term_end", "<=", "2026-05-31")]) == ["org-0", "org-1"]
+    assert due.organizations_due([("reports_checked_through", "<", 2025)]) == ["org-0"]
+    assert due.organizations_due([("reports_checked_through", "<=", 2025)]) == ["org-0", "org-1"]
+    # A bound of one marker never selects by another's values; bounds are joined.
+    assert due.organizations_due([("due_escalation_raised", "<=", "9999-12-31")]) == []
+    assert due.organizations_due([("due_term_end", "<", "2026-05-31"),
+                                  ("reports_checked_through", "<=", 2026)]) == ["org-0", "org-1", "org-2"]
+
+
+def test_a_new_version_moves_the_entries(db):
+    due = SweepDue(db)
+    first = registered("org-1", due_term_end="2026-05-31", reports_checked_through=2025)
+    due.write(None, None, first)
+    second = registered("org-1", reports_checked_through=2025, due_officer_flag_raised="2026-01-10")
+    due.write(None, first, second)
+    assert sorted(entry["_id"] for entry in due.collection.find()) == [
+        "due_officer_flag_raised|2026-01-10|org-1", "reports_checked_through|2025|org-1"]
+    due.write(None, second, {"_id": "org-1", "status": domain.DEREGISTERED})
+    assert due.collection.count_documents({}) == 0
+
+
+def test_a_registry_of_an_earlier_version_moves_its_marker_indexes(db):
+    """Its organizations carry markers and indexes on them: on start the entries are made and the indexes go;
+    a second start finds nothing to do."""
+    organizations = db[ORGANIZATIONS]
+    organizations.insert_many([registered("org-1", due_term_end="2026-05-31", reports_checked_through=2025),
+                               {"_id": "org-2", "status": domain.SUBMITTED}])
+    for field in (*domain.MARKERS, "reports_checked_through"):
+        organizations.create_index(field, sparse=True)
+    ensure_indexes(db)
+    assert not set(MARKER_INDEXES_BEFORE) & set(organizations.index_information())
+    assert SweepDue(db).organizations_due([("due_term_end", "<=", "2026-05-31")]) == ["org-1"]
+    ensure_indexes(db)
+    assert db["sweep_due"].count_documents({}) == 2
