@@ -312,8 +312,8 @@ class RegistryStore:
                 return earlier["result"]
         started = now_utc()
         flagged, cleared = [], []
-        for organization_id in self._sweep_candidates(as_of):
-            outcome = self._sweep_one(organization_id, as_of)
+        for organization_id, selected_by in self._sweep_candidates(as_of).items():
+            outcome = self._sweep_one(organization_id, as_of, selected_by)
             flagged += [sweep_item(outcome.organization, flag) for flag in outcome.flagged]
             cleared += [sweep_item(outcome.organization, flag) for flag in outcome.cleared]
         sweep_id = domain.new_id("sweep")
@@ -328,7 +328,7 @@ class RegistryStore:
             return self.sweeps.find_one({"idempotency": idempotency.record_id})["result"]
         return result
 
-    def _sweep_candidates(self, as_of: date) -> list[str]:
+    def _sweep_candidates(self, as_of: date) -> dict[str, set[str]]:
         windows = domain.sweep_windows(as_of, self.rules)
         return self.sweep_due.organizations_due([
             ("due_term_end", "<", windows["term_ended_before"]),
@@ -337,9 +337,10 @@ class RegistryStore:
             ("due_officer_flag_raised", "<=", windows["officer_flag_raised_by"]),
         ])
 
-    def _sweep_one(self, organization_id: str, as_of: date) -> domain.SweepOutcome:
+    def _sweep_one(self, organization_id: str, as_of: date, selected_by: set[str]) -> domain.SweepOutcome:
         def work(session):
             organization = self._load(organization_id, session)
+            self.sweep_due.remove_stale(session, organization, selected_by)
             outcome = domain.sweep(organization, as_of=as_of, now=now_utc(), rules=self.rules)
             if outcome.organization is not None:
                 self._write(session, organization, outcome.organization)
@@ -424,19 +425,49 @@ class SweepDue:
         before, after = self.entries(old), self.entries(new)
         if before - after:
             self.collection.delete_many({"_id": {"$in": sorted(before - after)}}, session=session)
-        if after - before:
-            self.collection.insert_many([{"_id": entry, "organization_id": new["_id"]}
-                                         for entry in sorted(after - before)], session=session)
+        self._add(session, new["_id"], after - before)
 
-    def organizations_due(self, bounds: list[tuple[str, str, str | int]]) -> list[str]:
-        """The ids of organizations with a marker below (`<`) or at most (`<=`) its bound, for any bound."""
-        ids: set[str] = set()
+    def _add(self, session: ClientSession | None, organization_id: str, entries: set[str]) -> None:
+        """Insert those of `entries` not there yet: one can be, when an earlier version of the registry changed
+        the organization (see `heal`), and a duplicate would abort the caller's transaction."""
+        if not entries:
+            return
+        present = {doc["_id"] for part in in_lists(sorted(entries))
+                   for doc in self.collection.find({"_id": {"$in": part}}, {"_id": 1}, session=session)}
+        missing = sorted(entries - present)
+        if missing:
+            self.collection.insert_many([{"_id": entry, "organization_id": organization_id} for entry in missing],
+                                        session=session)
+
+    def heal(self, organizations: list[dict]) -> None:
+        """Add what these (current) versions' entries lack. Commands write the entries, but during a rolling
+        upgrade a process of an earlier version changes organizations without them; the follower sees every
+        change. An entry added for a version already replaced is harmless: the sweep removes it (`stale`)."""
+        for organization in organizations:
+            entries = self.entries(organization)
+            if entries:
+                try:
+                    self._add(None, organization["_id"], entries)
+                except BulkWriteError:
+                    pass  # a command wrote them meanwhile
+
+    def organizations_due(self, bounds: list[tuple[str, str, str | int]]) -> dict[str, set[str]]:
+        """The organizations with a marker below (`<`) or at most (`<=`) its bound, for any bound, with the
+        entries that selected them (in id order)."""
+        due: dict[str, set[str]] = {}
         for field, comparison, bound in bounds:
             # "|" sorts before "}": "<field>|<value>|<id>" < "<field>|<bound>}" exactly when value <= bound.
             end = f"{field}|{self._sortable(bound)}" + ("}" if comparison == "<=" else "")
-            ids.update(doc["organization_id"] for doc in
-                       self.collection.find({"_id": {"$gt": f"{field}|", "$lt": end}}, {"organization_id": 1}))
-        return sorted(ids)
+            for doc in self.collection.find({"_id": {"$gt": f"{field}|", "$lt": end}}, {"organization_id": 1}):
+                due.setdefault(doc["organization_id"], set()).add(doc["_id"])
+        return dict(sorted(due.items()))
+
+    def remove_stale(self, session: ClientSession, organization: dict, selected: set[str]) -> None:
+        """Entries that selected the organization but are not its markers' (left by `heal`) go, in the
+        sweep's transaction of the organization."""
+        stale = selected - self.entries(organization)
+        if stale:
+            self.collection.delete_many({"_id": {"$in": sorted(stale)}}, session=session)
 
     def rebuild(self, organizations: Collection) -> int:
         """Entries for every organization (those already there left as they are); returns how many were added."""
@@ -840,6 +871,7 @@ class OrganizationFollower:
         self.outbox = Outbox(db, source_of(service))
         self.index = SearchIndex(db)
         self.lists = ListIndex(db)
+        self.sweep_due = SweepDue(db)
         self.meta = self.index.meta
         self.region_key = region_key
         self.owner = f"search-{uuid.uuid4().hex}"
@@ -866,6 +898,7 @@ class OrganizationFollower:
                 if changes:
                     organizations = [c["fullDocument"] for c in changes if c.get("fullDocument")]
                     self._publish(organizations)
+                    self.sweep_due.heal(organizations)
                     self._unindexed += organizations
                     self._unindexed_token = self.stream.resume_token
                     read += len(changes)

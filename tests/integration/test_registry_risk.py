@@ -318,3 +318,26 @@ def test_every_contract_event_type_is_emitted_with_a_snapshot_and_an_actor(stack
         assert data["organization"]["risk"] in ("none", "abnormal", "serious")
         if "risk_" in record["event"]["type"]:
             assert {"list", "reason", "raised_on"} <= set(data["flag"])
+
+
+def test_entries_an_earlier_version_left_behind_are_healed_and_removed(stack):
+    """During a rolling upgrade a process of an earlier version changes organizations without writing their
+    sweep entries: the follower adds what a changed organization lacks, and a sweep removes an entry that no
+    longer matches its organization's markers (it selects the organization, which the sweep leaves alone)."""
+    stack.start_workers("registry")
+    entries = stack.db("registry")["sweep_due"]
+    registered = approve(stack, apply(stack)["id"])
+    mine = {e["_id"] for e in entries.find({"organization_id": registered["id"]})}
+    assert {entry.split("|")[0] for entry in mine} == {"due_term_end", "reports_checked_through"}
+    entries.delete_many({"_id": {"$in": sorted(mine)}})  # as if an earlier version had approved it
+    stack.client("registry", "officer", sub="li").post(f"{ORGS}/{registered['id']}/risk-flags",
+                                                       {"list": "abnormal", "reason": "未按规定活动"})
+    wait_until(lambda: mine <= {e["_id"] for e in entries.find({"organization_id": registered["id"]})},
+               timeout=20, message="the follower to add the entries the organization lacks")
+
+    stale = f"due_term_end|2000-01-01|{registered['id']}"
+    entries.insert_one({"_id": stale, "organization_id": registered["id"]})
+    result = sweep(stack, TODAY)
+    assert flagged_for(result, registered["id"]) == []
+    assert entries.find_one({"_id": stale}) is None
+    assert mine <= {e["_id"] for e in entries.find({"organization_id": registered["id"]})}

@@ -30,14 +30,15 @@ def test_a_bound_selects_the_values_below_it_or_at_most_it(db):
     due = SweepDue(db)
     for n, day in enumerate(["2026-05-30", "2026-05-31", "2026-06-01"]):
         due.write(None, None, registered(f"org-{n}", due_term_end=day, reports_checked_through=2024 + n))
-    assert due.organizations_due([("due_term_end", "<", "2026-05-31")]) == ["org-0"]
-    assert due.organizations_due([("due_term_end", "<=", "2026-05-31")]) == ["org-0", "org-1"]
-    assert due.organizations_due([("reports_checked_through", "<", 2025)]) == ["org-0"]
-    assert due.organizations_due([("reports_checked_through", "<=", 2025)]) == ["org-0", "org-1"]
+    assert list(due.organizations_due([("due_term_end", "<", "2026-05-31")])) == ["org-0"]
+    assert list(due.organizations_due([("due_term_end", "<=", "2026-05-31")])) == ["org-0", "org-1"]
+    assert list(due.organizations_due([("reports_checked_through", "<", 2025)])) == ["org-0"]
+    assert list(due.organizations_due([("reports_checked_through", "<=", 2025)])) == ["org-0", "org-1"]
     # A bound of one marker never selects by another's values; bounds are joined.
-    assert due.organizations_due([("due_escalation_raised", "<=", "9999-12-31")]) == []
-    assert due.organizations_due([("due_term_end", "<", "2026-05-31"),
-                                  ("reports_checked_through", "<=", 2026)]) == ["org-0", "org-1", "org-2"]
+    assert due.organizations_due([("due_escalation_raised", "<=", "9999-12-31")]) == {}
+    assert due.organizations_due([("due_term_end", "<", "2026-05-31"), ("reports_checked_through", "<=", 2026)]) == {
+        "org-0": {"due_term_end|2026-05-30|org-0", "reports_checked_through|2024|org-0"},
+        "org-1": {"reports_checked_through|2025|org-1"}, "org-2": {"reports_checked_through|2026|org-2"}}
 
 
 def test_a_new_version_moves_the_entries(db):
@@ -62,6 +63,19 @@ def test_a_registry_of_an_earlier_version_moves_its_marker_indexes(db):
         organizations.create_index(field, sparse=True)
     ensure_indexes(db)
     assert not set(MARKER_INDEXES_BEFORE) & set(organizations.index_information())
-    assert SweepDue(db).organizations_due([("due_term_end", "<=", "2026-05-31")]) == ["org-1"]
+    assert list(SweepDue(db).organizations_due([("due_term_end", "<=", "2026-05-31")])) == ["org-1"]
     ensure_indexes(db)
     assert db["sweep_due"].count_documents({}) == 2
+
+
+def test_an_entry_already_there_does_not_abort_the_transaction(db):
+    """One can be there when an earlier version of the registry changed the organization (SweepDue.heal)."""
+    due = SweepDue(db)
+    db.create_collection("sweep_due")
+    organization = registered("org-1", due_term_end="2026-05-31", reports_checked_through=2025)
+    due.heal([organization])
+    with db.client.start_session() as session, session.start_transaction():
+        due.write(session, {"_id": "org-1", "status": domain.SUBMITTED}, organization)
+    assert due.collection.count_documents({}) == 2
+    due.heal([organization])  # nothing to add
+    assert due.collection.count_documents({}) == 2
