@@ -348,8 +348,9 @@ class Bench:
         database and the worker are idle again, and the rate counts that time too (`settle_s`). Otherwise
         the catch-up falls into the next (bare) run, flattering the registry twice."""
         before = self.cpu_by_process()
+        counts = self.copied_counts()
         result = drive(**spec, seconds=self.seconds)
-        result["settle_s"] = self.settle()
+        result["settle_s"] = self.settle(counts)
         requests = max(sum(result["statuses"].values()), 1)
         result["rps"] = requests / (self.seconds + result["settle_s"])
         used = {name: (seconds - before[name]) * 1000 / requests for name, seconds in self.cpu_by_process().items()}
@@ -357,11 +358,26 @@ class Bench:
         result["cpu_split"] = used
         return result
 
-    def settle(self, window: float = 0.25, limit: float = 120.0) -> float:
-        """Seconds until SecantusDB and the registry's worker together use under a tenth of a core over
-        `window` (the start of the first such window)."""
+    def copied_counts(self) -> tuple[int, int]:
+        """Organizations and outbox records now (each application adds one of each once the worker copied
+        its `submitted` event)."""
+        return self.db["organizations"].estimated_document_count(), self.db["outbox"].estimated_document_count()
+
+    def settle(self, counts_before: tuple[int, int] | None = None, window: float = 1.5,
+               limit: float = 120.0) -> float:
+        """Seconds until the worker has copied and published every application's event since `counts_before`,
+        and then SecantusDB and the registry's worker together use under a tenth of a core over `window` (the
+        start of the first such window). The window is longer than the follower's pause between reads
+        (REGISTRY_SEARCH_POLL_SECONDS, 0.5) and between search-index batches (1 s): with a shorter one, a run
+        could end while the worker waited, and its work fall into the next run."""
         watched = ("secantusdb", "registry-worker")
         started = time.perf_counter()
+        while counts_before is not None and time.perf_counter() - started < limit:
+            organizations, records = self.copied_counts()
+            if (records - counts_before[1] >= organizations - counts_before[0]
+                    and self.db["outbox_pending"].estimated_document_count() == 0):
+                break
+            time.sleep(0.05)
         while True:
             window_start = time.perf_counter()
             before = self.cpu_by_process()
