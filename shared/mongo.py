@@ -13,7 +13,8 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
 from shared.errors import Unavailable
 
@@ -79,8 +80,35 @@ def in_lists(values: Sequence[T], size: int = IN_LIST) -> Iterator[list[T]]:
         yield list(values[start:start + size])
 
 
+DUPLICATE_KEY = 11000
+INDEX_NOT_FOUND = 27
+
+
 def is_duplicate_key(exc: BaseException) -> bool:
-    return isinstance(exc, OperationFailure) and exc.code == 11000
+    return isinstance(exc, OperationFailure) and exc.code == DUPLICATE_KEY
+
+
+def insert_missing(collection: Collection, documents: list[dict]) -> int:
+    """Insert the documents whose `_id` is not there yet (outside any transaction: in one, a duplicate would
+    abort it); returns how many were inserted."""
+    if not documents:
+        return 0
+    try:
+        return len(collection.insert_many(documents, ordered=False).inserted_ids)
+    except BulkWriteError as exc:
+        if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+            raise
+        return exc.details.get("nInserted", 0)
+
+
+def drop_index_if_present(collection: Collection, name: str) -> None:
+    """Drop an index of an earlier version; one already gone (dropped earlier, or by another process just
+    now) is fine."""
+    try:
+        collection.drop_index(name)
+    except OperationFailure as exc:
+        if exc.code != INDEX_NOT_FOUND:
+            raise
 
 
 def _has_label(exc: PyMongoError, label: str) -> bool:

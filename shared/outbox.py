@@ -36,11 +36,11 @@ from kafka.errors import KafkaError
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
 
 from shared import faults
 from shared.events import Event, envelope, encode
-from shared.mongo import in_lists
+from shared.mongo import drop_index_if_present, in_lists, insert_missing
 
 log = logging.getLogger("socorg.outbox")
 
@@ -51,9 +51,7 @@ TOPICS_PUBLISHED = "relay_topics"  # {_id: topic, topic_id}: the topic incarnati
 SENT_FLAG_INDEX = "sent_1_order_1"  # earlier versions marked records with a `sent` flag
 UNUSED_KEY_INDEX = "key_1_order_1"  # created by earlier versions
 AUDIT_INDEXES_BEFORE = ("event.subject_1_order_1", "event.data.actor_1_order_1")  # now the one `audit` index
-INDEX_NOT_FOUND = 27
 NAMESPACE_EXISTS = 48
-DUPLICATE_KEY = 11000
 ORDER_WIDTH = 20  # digits of `order` in a marker id (nanoseconds since 1970 have 19 until the year 2286)
 
 
@@ -92,7 +90,7 @@ class Outbox:
     def ensure_indexes(self) -> None:
         # Every index costs each recorded event (see the module doc), and no query reads by key: the relay
         # keeps a key's order by reading markers in `order`.
-        self._drop_index(UNUSED_KEY_INDEX)
+        drop_index_if_present(self.collection, UNUSED_KEY_INDEX)
         self._create_markers_collection()
         # The audit trail's queries (shared/audit.py), by subject or by actor.
         self.collection.create_index([("audit", ASCENDING), ("order", ASCENDING)])
@@ -114,7 +112,7 @@ class Outbox:
         if updates:
             self.collection.bulk_write(updates, ordered=False)
         for name in AUDIT_INDEXES_BEFORE:
-            self._drop_index(name)
+            drop_index_if_present(self.collection, name)
 
     def _create_markers_collection(self) -> None:
         """Created up front: a transaction that would create it implicitly fails on older or sharded MongoDBs."""
@@ -134,16 +132,10 @@ class Outbox:
         unsent = self.collection.find({"sent": False}, {"order": 1, "key": 1, "event": 1})
         migrated = self._insert_markers(unsent)
         self.collection.update_many({"sent": {"$exists": True}}, {"$unset": {"sent": "", "sent_at": ""}})
-        self._drop_index(SENT_FLAG_INDEX)
+        drop_index_if_present(self.collection, SENT_FLAG_INDEX)
         if migrated:
             log.info("outbox: %d unsent records of an earlier version queued for the relay", migrated)
 
-    def _drop_index(self, name: str) -> None:
-        try:
-            self.collection.drop_index(name)
-        except OperationFailure as exc:
-            if exc.code != INDEX_NOT_FOUND:  # already gone (dropped earlier, or by another process just now)
-                raise
 
     def add(self, session: ClientSession | None, events: Iterable[Event]) -> list[dict]:
         """Record events in the caller's transaction (or, without one, in a transaction of their own: a
@@ -220,18 +212,9 @@ class Outbox:
         for record in records:
             batch.append(marker([record]))
             if len(batch) >= batch_size:
-                added, batch = added + self._insert_marker_batch(batch), []
-        return added + self._insert_marker_batch(batch)
+                added, batch = added + insert_missing(self.markers, batch), []
+        return added + insert_missing(self.markers, batch)
 
-    def _insert_marker_batch(self, markers: list[dict]) -> int:
-        if not markers:
-            return 0
-        try:
-            return len(self.markers.insert_many(markers, ordered=False).inserted_ids)
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
-            return exc.details.get("nInserted", 0)
 
     def backlog(self) -> int:
         """Transactions whose events are not published yet (each recorded one or more)."""

@@ -48,14 +48,13 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, InvalidOperation, PyMongoError
 
 from shared.errors import TooManyRequests
-from shared.mongo import in_lists
+from shared.mongo import DUPLICATE_KEY, in_lists
 
 log = logging.getLogger("socorg.ratelimit")
 
 COLLECTION = "rate_limits"
 WINDOW_SECONDS = 60
 FLUSH_SECONDS = 0.5
-DUPLICATE_KEY = 11000
 
 
 class MemoryRateLimiter:
