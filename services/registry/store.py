@@ -430,8 +430,14 @@ class SweepDue:
 
     def _add(self, session: ClientSession | None, organization_id: str, entries: set[str]) -> None:
         """Insert those of `entries` not there yet: one can be, when an earlier version of the registry changed
-        the organization (see `heal`), and a duplicate would abort the caller's transaction."""
+        the organization and the follower added it (see `heal`). In a transaction, a duplicate would abort
+        it, so the ones there are left out; one the follower adds meanwhile is a write conflict, and the
+        transaction is run again."""
         if not entries:
+            return
+        if session is None:
+            insert_missing(self.collection, [{"_id": entry, "organization_id": organization_id}
+                                             for entry in sorted(entries)])
             return
         present = {doc["_id"] for part in in_lists(sorted(entries))
                    for doc in self.collection.find({"_id": {"$in": part}}, {"_id": 1}, session=session)}

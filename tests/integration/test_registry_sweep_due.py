@@ -79,3 +79,26 @@ def test_an_entry_already_there_does_not_abort_the_transaction(db):
     assert due.collection.count_documents({}) == 2
     due.heal([organization])  # nothing to add
     assert due.collection.count_documents({}) == 2
+
+
+def test_outside_a_transaction_an_entry_added_meanwhile_is_fine(db):
+    """Without a transaction (a migration, a fixture rewriting a document) the follower may add an entry between
+    the check and the insert: what is there already is skipped, not an error."""
+    class BeforeTheFollower:
+        """The collection as a check before the follower's insert saw it: without the entry."""
+
+        def __init__(self, collection):
+            self.collection = collection
+
+        def find(self, *args, **kwargs):
+            return iter(())
+
+        def __getattr__(self, name):
+            return getattr(self.collection, name)
+
+    due = SweepDue(db)
+    due.collection.insert_one({"_id": "due_term_end|2026-05-31|org-1", "organization_id": "org-1"})
+    due.collection = BeforeTheFollower(due.collection)
+    due.write(None, None, registered("org-1", due_term_end="2026-05-31", reports_checked_through=2025))
+    assert sorted(entry["_id"] for entry in db["sweep_due"].find()) == [
+        "due_term_end|2026-05-31|org-1", "reports_checked_through|2025|org-1"]
