@@ -914,8 +914,11 @@ class OrganizationFollower:
             try:
                 publish_carried(self.outbox, None, carried_events)
                 return
-            except BulkWriteError:  # a command copied some of them meanwhile: check again
-                if attempt == 2:
+            except OperationFailure as exc:  # BulkWriteError included
+                # A command copied some of them meanwhile (a duplicate, or a write conflict while it was
+                # committing): check again.
+                copied_meanwhile = isinstance(exc, BulkWriteError) or exc.has_error_label("TransientTransactionError")
+                if attempt == 2 or not copied_meanwhile:
                     raise
 
     def _next_changes(self) -> list[dict]:

@@ -289,3 +289,30 @@ def test_a_list_block_grown_by_older_ids_is_split(stack, monkeypatch):
     for skip in range(0, 15, 3):
         answer = ListIndex(db).page(search.Filters(statuses=("registered",)), skip=skip, limit=3)
         assert (answer.total, answer.ids) == (14, expected_ids[skip:skip + 3])
+
+
+def test_the_follower_checks_again_when_a_command_was_copying_the_same_events(stack, monkeypatch):
+    """A command copies the events an organization carries in its own transaction; the follower, copying the
+    same ones at that moment, meets a write conflict: it checks again instead of failing its run."""
+    from pymongo.errors import OperationFailure
+
+    from services.registry import store
+
+    created = stack.client("registry", "applicant", sub="zhang").post(ORGS, application())
+    assert created.status == 201, created.body
+    real, calls = store.publish_carried, []
+
+    def conflicting_once(outbox, session, records):
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise OperationFailure("WriteConflict", code=112, details={"errorLabels": ["TransientTransactionError"]})
+        return real(outbox, session, records)
+
+    monkeypatch.setattr(store, "publish_carried", conflicting_once)
+    follower = store.OrganizationFollower(stack.db("registry"), domain.Rules().region_key)
+    try:
+        follower.catch_up()  # a new follower goes through every organization first: the copy is that pass's
+    finally:
+        follower.close()
+    assert len(calls) >= 2
+    assert stack.db("registry")["outbox"].count_documents({"event.subject": created.body["id"]}) == 1
