@@ -33,7 +33,7 @@ from shared import faults
 from shared.errors import Unavailable
 from shared.events import InvalidEvent, decode, dlq_topic, short_type
 from shared.kafka import KafkaLink
-from shared.mongo import in_lists, run_in_transaction
+from shared.mongo import ids_present, run_in_transaction
 
 log = logging.getLogger("socorg.consumer")
 
@@ -374,8 +374,7 @@ class Consumer:
 
     def _apply(self, session: ClientSession, items: list[Decoded]) -> int:
         ids = list(dict.fromkeys(item.event["id"] for item in items))
-        seen = {doc["_id"] for part in in_lists(ids)
-                for doc in self.processed.find({"_id": {"$in": part}}, {"_id": 1}, session=session)}
+        seen = ids_present(self.processed, ids, session)
         now = datetime.now(timezone.utc)
         records = []
         for item in items:

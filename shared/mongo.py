@@ -88,6 +88,12 @@ def is_duplicate_key(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and exc.code == DUPLICATE_KEY
 
 
+def ids_present(collection: Collection, ids: Sequence, session: ClientSession | None = None) -> set:
+    """Which of `ids` are `_id`s in the collection (asked in lists of IN_LIST)."""
+    return {doc["_id"] for part in in_lists(ids)
+            for doc in collection.find({"_id": {"$in": part}}, {"_id": 1}, session=session)}
+
+
 def insert_missing(collection: Collection, documents: list[dict]) -> int:
     """Insert the documents whose `_id` is not there yet (outside any transaction: in one, a duplicate would
     abort it); returns how many were inserted."""

@@ -136,7 +136,6 @@ class Outbox:
         if migrated:
             log.info("outbox: %d unsent records of an earlier version queued for the relay", migrated)
 
-
     def add(self, session: ClientSession | None, events: Iterable[Event]) -> list[dict]:
         """Record events in the caller's transaction (or, without one, in a transaction of their own: a
         record must never exist without its marker). Returns their envelopes."""
@@ -214,7 +213,6 @@ class Outbox:
             if len(batch) >= batch_size:
                 added, batch = added + insert_missing(self.markers, batch), []
         return added + insert_missing(self.markers, batch)
-
 
     def backlog(self) -> int:
         """Transactions whose events are not published yet (each recorded one or more)."""

@@ -38,7 +38,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 from services.registry import domain, identifiers, search
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import SYSTEM_ACTOR, Event, now_utc, source_of
-from shared.mongo import drop_index_if_present, in_lists, insert_missing, run_in_transaction
+from shared.mongo import drop_index_if_present, ids_present, insert_missing, run_in_transaction
 from shared.outbox import Outbox
 from shared.schemas import skip_of
 from shared.unit_of_work import IdempotencyKey
@@ -52,7 +52,6 @@ RENEWALS = "term_renewals"
 REPORTS = "annual_reports"
 SWEEPS = "risk_sweeps"
 SWEEP_DUE = "sweep_due"  # {_id: "<marker>|<value>|<organization id>", organization_id}: see SweepDue
-MARKER_INDEXES_BEFORE = tuple(f"{field}_1" for field in (*domain.MARKERS, "reports_checked_through"))
 
 
 class RegistryStore:
@@ -146,7 +145,6 @@ class RegistryStore:
         with one, the key's record is written in the same transaction."""
         def work(session):
             organization, events = domain.submit(application, applicant=applicant, now=now_utc(), rules=self.rules)
-            self.sweep_due.write(session, None, organization)  # none yet (only registered ones are due)
             try:
                 self.organizations.insert_one({**organization, PENDING_EVENTS: carried(events)}, session=session)
             except DuplicateKeyError:
@@ -384,8 +382,7 @@ def publish_carried(outbox: Outbox, session: ClientSession | None, records: list
     if not records:
         return 0
     ids = [record["id"] for record in records]
-    present = {doc["_id"] for part in in_lists(ids)
-               for doc in outbox.collection.find({"_id": {"$in": part}}, {"_id": 1}, session=session)}
+    present = ids_present(outbox.collection, ids, session)
     missing = [Event(**record) for record in records if record["id"] not in present]
     if missing:
         outbox.add(session, missing)
@@ -405,6 +402,7 @@ class SweepDue:
     """
 
     FIELDS = (*domain.MARKERS, "reports_checked_through")
+    INDEXES_BEFORE = tuple(f"{field}_1" for field in FIELDS)  # earlier versions indexed each on the organizations
 
     def __init__(self, db: Database):
         self.collection = db[SWEEP_DUE]
@@ -439,9 +437,7 @@ class SweepDue:
             insert_missing(self.collection, [{"_id": entry, "organization_id": organization_id}
                                              for entry in sorted(entries)])
             return
-        present = {doc["_id"] for part in in_lists(sorted(entries))
-                   for doc in self.collection.find({"_id": {"$in": part}}, {"_id": 1}, session=session)}
-        missing = sorted(entries - present)
+        missing = sorted(entries - ids_present(self.collection, sorted(entries), session))
         if missing:
             self.collection.insert_many([{"_id": entry, "organization_id": organization_id} for entry in missing],
                                         session=session)
@@ -509,10 +505,10 @@ def _move_sweep_markers(db: Database) -> None:
     """Earlier versions indexed the sweep markers on the organizations: their entries go into `sweep_due`,
     then those indexes go (last, so a start stopped half-way does it again)."""
     present = db[ORGANIZATIONS].index_information()
-    if not any(name in present for name in MARKER_INDEXES_BEFORE):
+    if not any(name in present for name in SweepDue.INDEXES_BEFORE):
         return
     added = SweepDue(db).rebuild(db[ORGANIZATIONS])
-    for name in MARKER_INDEXES_BEFORE:
+    for name in SweepDue.INDEXES_BEFORE:
         drop_index_if_present(db[ORGANIZATIONS], name)
     log.info("sweep markers: %d entries moved from the organizations' indexes to %s", added, SWEEP_DUE)
 

@@ -12,7 +12,7 @@ from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError
 
 from shared.events import Event
-from shared.outbox import PENDING, SENT_FLAG_INDEX, Outbox, marker, marker_id
+from shared.outbox import PENDING, SENT_FLAG_INDEX, Outbox, marker_id
 
 
 @pytest.fixture

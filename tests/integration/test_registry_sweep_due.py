@@ -10,7 +10,7 @@ import pymongo
 import pytest
 
 from services.registry import domain
-from services.registry.store import MARKER_INDEXES_BEFORE, ORGANIZATIONS, SweepDue, ensure_indexes
+from services.registry.store import ORGANIZATIONS, SweepDue, ensure_indexes
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_a_registry_of_an_earlier_version_moves_its_marker_indexes(db):
     for field in (*domain.MARKERS, "reports_checked_through"):
         organizations.create_index(field, sparse=True)
     ensure_indexes(db)
-    assert not set(MARKER_INDEXES_BEFORE) & set(organizations.index_information())
+    assert not set(SweepDue.INDEXES_BEFORE) & set(organizations.index_information())
     assert list(SweepDue(db).organizations_due([("due_term_end", "<=", "2026-05-31")])) == ["org-1"]
     ensure_indexes(db)
     assert db["sweep_due"].count_documents({}) == 2
