@@ -827,7 +827,7 @@ class StaleListBlock(PyMongoError):
 class OrganizationFollower:
     """Follows the organizations' change stream: copies the events new organizations carry into the
     outbox (see the module doc) within REGISTRY_SEARCH_POLL_SECONDS, and keeps the search index up to date
-    (about a second behind when changes are few, up to INDEX_SECONDS under a steady stream).
+    about a second behind.
 
     Each call reads what the stream has now and stops at the first empty read: it does not wait for more.
     Under a steady stream of applications a follower that waited would read them one or two per getMore,
@@ -835,12 +835,9 @@ class OrganizationFollower:
     they come in one batch. (Measured on SecantusDB at about 150 applications a second, in an experiment
     without the outbox copy: the worker's CPU per application halved and SecantusDB's fell by a sixth.)
 
-    The stream delivers committed versions in commit order. What was read is indexed as soon as the stream
-    is quiet (a call that reads nothing), so a lone change is searchable about a poll after it was read;
-    under a steady stream, in batches at most INDEX_SECONDS apart or BATCH at a time. Index writes cost
-    per term run touched, so one batch of many changes costs little more than one of a few: on SecantusDB
-    (measured at about 200 applications a second) batches every 5 s rather than every second saved about a
-    sixth of the database's and the worker's CPU per application. The stream position is saved after each indexed batch, so a
+    The stream delivers committed versions in commit order. Changes are indexed in batches, at least
+    INDEX_SECONDS apart or BATCH at a time, because on SecantusDB a trickle of tiny index batches costs
+    more than the requests that caused them. The stream position is saved after each indexed batch, so a
     restarted follower goes on from there: copying is idempotent and index entries are versioned, so
     reading a change twice changes nothing. Without a saved position (a new deployment, or history the
     server no longer keeps) it goes through every organization first. Worker replicas share the work
@@ -849,7 +846,7 @@ class OrganizationFollower:
 
     LEASE_SECONDS = 10.0
     BATCH = 5000
-    INDEX_SECONDS = 5.0
+    INDEX_SECONDS = 1.0
     AWAIT_MS = 1  # how long a read of the stream waits for a change (a server's default is a second)
 
     def __init__(self, db: Database, region_key: str, service: str = "registry"):
@@ -889,7 +886,7 @@ class OrganizationFollower:
                     self._unindexed += organizations
                     self._unindexed_token = self.stream.resume_token
                     read += len(changes)
-                self._index_when_due(quiet=read == 0)
+                self._index_when_due()
                 if not changes:
                     break
             return read
@@ -897,9 +894,8 @@ class OrganizationFollower:
             self.close()  # opened again from the saved position next time
             raise
 
-    def _index_when_due(self, quiet: bool) -> None:
-        due = (quiet or len(self._unindexed) >= self.BATCH
-               or time.monotonic() - self._indexed_at >= self.INDEX_SECONDS)
+    def _index_when_due(self) -> None:
+        due = len(self._unindexed) >= self.BATCH or time.monotonic() - self._indexed_at >= self.INDEX_SECONDS
         if self._unindexed and due:
             # The list blocks first: whoever sees a version in the search index finds it in the lists too.
             self.lists.add(self._unindexed)

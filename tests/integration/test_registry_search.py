@@ -316,32 +316,3 @@ def test_the_follower_checks_again_when_a_command_was_copying_the_same_events(st
         follower.close()
     assert len(calls) >= 2
     assert stack.db("registry")["outbox"].count_documents({"event.subject": created.body["id"]}) == 1
-
-
-def test_changes_are_indexed_once_the_stream_is_quiet_or_the_batch_is_old_enough(stack, monkeypatch):
-    """Under a steady stream the follower gathers changes into one index batch (at most INDEX_SECONDS old);
-    a call that reads nothing indexes what it gathered at once, so a lone change waits about a poll."""
-    from services.registry import store
-
-    applicant = stack.client("registry", "applicant", sub="zhang")
-    follower = store.OrganizationFollower(stack.db("registry"), domain.Rules().region_key)
-    try:
-        follower.catch_up()  # a new follower goes through every organization first
-        started = applicant.post(ORGS, application()).body
-        assert follower.catch_up() == 1
-        assert indexed(stack, [started]), "the first batch after a start is indexed at once"
-        first = applicant.post(ORGS, application()).body
-        assert follower.catch_up() == 1
-        assert not indexed(stack, [first]), "read during a stream of changes: gathered, not indexed yet"
-        second = applicant.post(ORGS, application()).body
-        assert follower.catch_up() == 1
-        assert not indexed(stack, [first, second])
-        assert follower.catch_up() == 0  # the stream is quiet
-        assert indexed(stack, [first, second])
-
-        monkeypatch.setattr(store.OrganizationFollower, "INDEX_SECONDS", 0.0)  # the batch is old enough
-        third = applicant.post(ORGS, application()).body
-        assert follower.catch_up() == 1
-        assert indexed(stack, [third])
-    finally:
-        follower.close()
