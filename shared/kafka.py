@@ -13,6 +13,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import MemberToRemove, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from shared.events import encode
+
 log = logging.getLogger("socorg.kafka")
 
 
@@ -28,11 +30,14 @@ class KafkaLink:
     """Lazily created producer and admin client, recreated after a broker failure."""
 
     def __init__(self, bootstrap_servers: str, *, partitions: int = 6, replication: int = 1,
-                 client_id: str = "socorg"):
+                 client_id: str = "socorg", bootstrap_timeout_ms: int = 30000):
         self.bootstrap_servers = bootstrap_servers.split(",")
         self.partitions = partitions
         self.replication = replication
         self.client_id = client_id
+        # How long creating the producer or the admin client waits for a broker (kafka-python's default:
+        # 30 s); a link whose caller has other work to do waits less.
+        self.bootstrap_timeout_ms = bootstrap_timeout_ms
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
         self._lock = threading.Lock()
@@ -43,6 +48,7 @@ class KafkaLink:
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap_servers,
                     client_id=self.client_id,
+                    bootstrap_timeout_ms=self.bootstrap_timeout_ms,
                     acks="all",
                     enable_idempotence=True,
                     linger_ms=2,
@@ -52,12 +58,22 @@ class KafkaLink:
                 )
             return self._producer
 
+    def publish(self, topic: str, messages: list[tuple[str, dict]]) -> None:
+        """Send `(key, CloudEvents document)` messages in order and wait until the broker has every one;
+        raises (KafkaError) if any is not acknowledged: the caller treats the whole batch as unpublished."""
+        producer = self.producer()
+        futures = [producer.send(topic, key=key.encode(), value=encode(event)) for key, event in messages]
+        producer.flush(timeout=10)
+        for future in futures:
+            future.get(timeout=10)
+
     def admin(self) -> KafkaAdminClient:
         with self._lock:
             if self._admin is None:
                 self._admin = _AdminClient(
                     bootstrap_servers=self.bootstrap_servers,
                     client_id=f"{self.client_id}-admin",
+                    bootstrap_timeout_ms=self.bootstrap_timeout_ms,
                     request_timeout_ms=5000,
                 )
             return self._admin

@@ -18,7 +18,8 @@ Every index costs each recorded event (on SecantusDB about 0.23 ms of its CPU, w
 the audit trail's two queries, by subject and by actor, share one index: each record lists both as
 `audit` keys.
 
-Sent records are kept: they are the service's event log, and a broker that lost its data (Tansu keeps
+Records written by a DirectPublisher (below) have no marker: their events were published before they were
+written. Sent records are kept: they are the service's event log, and a broker that lost its data (Tansu keeps
 everything in memory) is refilled by replaying them; consumers are idempotent, so replays are harmless.
 """
 
@@ -39,8 +40,8 @@ from pymongo.database import Database
 from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
 
 from shared import faults
-from shared.events import Event, envelope, encode
-from shared.mongo import drop_index_if_present, in_lists, insert_missing
+from shared.events import Event, envelope
+from shared.mongo import drop_index_if_present, ids_present, in_lists, insert_missing
 
 log = logging.getLogger("socorg.outbox")
 
@@ -136,13 +137,11 @@ class Outbox:
         if migrated:
             log.info("outbox: %d unsent records of an earlier version queued for the relay", migrated)
 
-    def add(self, session: ClientSession | None, events: Iterable[Event]) -> list[dict]:
-        """Record events in the caller's transaction (or, without one, in a transaction of their own: a
-        record must never exist without its marker). Returns their envelopes."""
-        records, documents = [], []
+    def records_of(self, events: Iterable[Event]) -> list[dict]:
+        """The outbox records of these events (their envelopes in `event`), not written yet."""
+        records = []
         for event in events:
             document = envelope(event, self.source)
-            documents.append(document)
             records.append({
                 "_id": event.id,
                 "key": event.partition_key,
@@ -153,14 +152,26 @@ class Outbox:
                 "audit": audit_keys(document),
                 "created_at": datetime.now(timezone.utc),
             })
+        return records
+
+    def add(self, session: ClientSession | None, events: Iterable[Event]) -> list[dict]:
+        """Record events in the caller's transaction (or, without one, in a transaction of their own: a
+        record must never exist without its marker). Returns their envelopes."""
+        records = self.records_of(events)
         if not records:
-            return documents
+            return []
         if session is not None:
             self._insert(records, session)
         else:
             with self.client.start_session() as own, own.start_transaction():
                 self._insert(records, own)
-        return documents
+        return [record["event"] for record in records]
+
+    def add_published(self, records: list[dict]) -> int:
+        """Write records whose events were published already (DirectPublisher): no marker, and those
+        recorded meanwhile (by a command, in its transaction) are left as they are. Returns how many were
+        written."""
+        return insert_missing(self.collection, records)
 
     def _insert(self, records: list[dict], session: ClientSession) -> None:
         self.collection.insert_many(records, session=session, ordered=True)
@@ -284,12 +295,8 @@ class Relay:
         records = batch.records
         if not records:
             return 0
-        producer = self.kafka.producer()
-        futures = [producer.send(self.topic, key=record["key"].encode(), value=encode(record["event"]))
-                   for record in records]
-        producer.flush(timeout=10)
-        for future in futures:
-            future.get(timeout=10)  # raises: nothing of the batch is marked sent
+        self.kafka.publish(self.topic, [(record["key"], record["event"]) for record in records])  # raises:
+        # nothing of the batch is marked sent
         faults.point("relay.after_publish")
         self.outbox.mark_sent(batch)
         return len(records)
@@ -343,3 +350,61 @@ class Relay:
             self.leases.delete_one({"_id": self.topic, "owner": self.owner})
         except PyMongoError:
             pass
+
+
+class DirectPublisher:
+    """Publishes events at once and then records them as published, for a process that reads them in
+    batches anyway: the registry's follower, which finds on the organizations' change stream the events
+    new applications carry (transaction log tailing). Going through the relay instead would cost every event
+    a marker written, read and deleted and a transaction, on top of its record.
+
+    Nothing is lost: an event is recorded only after the broker acknowledged it, and the caller reads it
+    again (from its saved stream position) if it stops in between, so at worst it is published twice
+    (consumers apply each event id once). Events already recorded are neither published nor recorded again:
+    a command records the events its organization carries, in its own transaction and before its own, for
+    the relay to publish in that order. A command that records them while this publishes them makes a second
+    copy, which may reach the topic after the command's events; the first copy never does. When the broker
+    does not take a batch, the batch goes to the relay like any recorded event (records and a marker), and
+    so do the following ones for PAUSE_SECONDS, rather than each batch waiting on a broker that is down.
+    Without a Kafka link every batch goes to the relay.
+    """
+
+    PAUSE_SECONDS = 30.0
+
+    def __init__(self, outbox: Outbox, kafka=None, topic: str | None = None):
+        self.outbox = outbox
+        self.kafka = kafka  # shared.kafka.KafkaLink
+        self.topic = topic
+        self._topic_checked = False
+        self._paused_until = 0.0
+
+    def publish(self, events: list[Event]) -> int:
+        """Publish and record the events not recorded yet; returns how many there were."""
+        if not events:
+            return 0
+        present = ids_present(self.outbox.collection, [event.id for event in events], None)
+        missing = [event for event in events if event.id not in present]
+        if not missing:
+            return 0
+        if self.kafka is not None and time.monotonic() >= self._paused_until:
+            records = self.outbox.records_of(missing)
+            try:
+                if not self._topic_checked:  # a send to a topic not there yet waits out its whole timeout
+                    self.kafka.ensure_topics([self.topic])
+                    self._topic_checked = True
+                self.kafka.publish(self.topic, [(record["key"], record["event"]) for record in records])
+            except (KafkaError, OSError) as exc:
+                log.warning("publishing %d events directly failed (%s); the relay publishes them, and the next "
+                            "%.0f s of events, once the broker answers", len(missing), exc, self.PAUSE_SECONDS)
+                self.kafka.reset()
+                self._topic_checked = False  # a broker that lost its data lost the topic too
+                self._paused_until = time.monotonic() + self.PAUSE_SECONDS
+            else:
+                self.outbox.add_published(records)
+                return len(missing)
+        self.outbox.add(None, missing)
+        return len(missing)
+
+    def close(self) -> None:
+        if self.kafka is not None:
+            self.kafka.close()

@@ -46,6 +46,7 @@ class WorkerSpec:
     handlers: dict[str, Handler] = field(default_factory=dict)
     topics: list[str] = field(default_factory=list)  # topics consumed
     jobs: list[PeriodicJob] = field(default_factory=list)
+    on_stop: list[Callable[[], None]] = field(default_factory=list)  # after every thread has stopped
 
 
 SpecFactory = Callable[[Database, Settings], WorkerSpec]
@@ -99,6 +100,8 @@ class Worker:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(timeout)
+        for release in self.spec.on_stop:
+            release()
         self.kafka.close()
         self.consumer_kafka.close()
 

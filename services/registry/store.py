@@ -9,10 +9,11 @@ SecantusDB a transaction writing three documents (name claim, organization, outb
 a quarter of a plain insert. So an application is one document (and, without an Idempotency-Key, one
 insert outside any transaction): it holds its name through the unique
 `name_claim` field and carries its `submitted` event in `pending_events`, atomically with the state
-change (INFRA.md: "an outbox embedded in the aggregate"). The follower, reading the change stream, copies
-carried events into the outbox; the next command on the organization does it too, in its transaction and
-before its own events, so the order per organization holds whoever gets there first. The outbox record's
-id is the event's id, so copying twice is harmless.
+change (INFRA.md: "an outbox embedded in the aggregate"). The follower, reading the change stream,
+publishes carried events and then records them in the outbox (shared.outbox.DirectPublisher: transaction
+log tailing, without the relay's marker); the next command on the organization records them too, in its
+transaction and before its own events, for the relay, so the order per organization holds whoever gets
+there first. The outbox record's id is the event's id, so recording twice is harmless.
 
 SecantusDB reads every document a query matches before it sorts or limits, so every query here is one
 an index narrows to what the answer needs: by id, by a unique key, or by a range of `_id`s (the
@@ -39,7 +40,7 @@ from services.registry import domain, identifiers, search
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import SYSTEM_ACTOR, Event, now_utc, source_of
 from shared.mongo import drop_index_if_present, ids_present, insert_missing, run_in_transaction
-from shared.outbox import Outbox
+from shared.outbox import DirectPublisher, Outbox
 from shared.schemas import skip_of
 from shared.unit_of_work import IdempotencyKey
 from shared.web import ServiceContext
@@ -825,21 +826,21 @@ class StaleListBlock(PyMongoError):
 
 
 class OrganizationFollower:
-    """Follows the organizations' change stream: copies the events new organizations carry into the
-    outbox (see the module doc) within REGISTRY_SEARCH_POLL_SECONDS, and keeps the search index up to date
-    about a second behind.
+    """Follows the organizations' change stream: publishes the events new organizations carry and records
+    them in the outbox (see the module doc) within REGISTRY_SEARCH_POLL_SECONDS, and keeps the search index
+    up to date about a second behind.
 
     Each call reads what the stream has now and stops at the first empty read: it does not wait for more.
     Under a steady stream of applications a follower that waited would read them one or two per getMore,
-    and copy them into the outbox as many small transactions; read every REGISTRY_SEARCH_POLL_SECONDS,
-    they come in one batch. (Measured on SecantusDB at about 150 applications a second, in an experiment
+    and publish and record them in many small batches; read every REGISTRY_SEARCH_POLL_SECONDS, they come
+    in one batch. (Measured on SecantusDB at about 150 applications a second, in an experiment
     without the outbox copy: the worker's CPU per application halved and SecantusDB's fell by a sixth.)
 
     The stream delivers committed versions in commit order. Changes are indexed in batches, at least
     INDEX_SECONDS apart or BATCH at a time, because on SecantusDB a trickle of tiny index batches costs
     more than the requests that caused them. The stream position is saved after each indexed batch, so a
-    restarted follower goes on from there: copying is idempotent and index entries are versioned, so
-    reading a change twice changes nothing. Without a saved position (a new deployment, or history the
+    restarted follower goes on from there: recording is idempotent, a second publication is applied once by
+    consumers and index entries are versioned, so reading a change twice changes nothing. Without a saved position (a new deployment, or history the
     server no longer keeps) it goes through every organization first. Worker replicas share the work
     through a lease: one follows.
     """
@@ -849,10 +850,13 @@ class OrganizationFollower:
     INDEX_SECONDS = 1.0
     AWAIT_MS = 1  # how long a read of the stream waits for a change (a server's default is a second)
 
-    def __init__(self, db: Database, region_key: str, service: str = "registry"):
+    def __init__(self, db: Database, region_key: str, service: str = "registry", *, kafka=None,
+                 topic: str | None = None):
         self.db = db
         self.organizations = db[ORGANIZATIONS]
         self.outbox = Outbox(db, source_of(service))
+        # With a Kafka link the follower publishes carried events itself; without one, the relay does.
+        self.publisher = DirectPublisher(self.outbox, kafka, topic)
         self.index = SearchIndex(db)
         self.lists = ListIndex(db)
         self.sweep_due = SweepDue(db)
@@ -861,7 +865,7 @@ class OrganizationFollower:
         self.owner = f"search-{uuid.uuid4().hex}"
         self.stream = None
         self._lease_until = 0.0
-        self._unindexed: list[dict] = []  # versions read (their events copied), not indexed yet
+        self._unindexed: list[dict] = []  # versions read (their events published), not indexed yet
         self._unindexed_token = None  # the stream position after them
         self._indexed_at = 0.0
         ensure_indexes(db)
@@ -904,14 +908,15 @@ class OrganizationFollower:
             self._unindexed, self._indexed_at = [], time.monotonic()
 
     def _publish(self, organizations: list[dict]) -> None:
-        """Copy the events these versions carry into the outbox (unless a command already did)."""
-        carried_events = [record for organization in organizations for record in organization.get(PENDING_EVENTS, [])]
+        """Publish and record the events these versions carry (unless a command recorded them already)."""
+        carried_events = [Event(**record) for organization in organizations
+                          for record in organization.get(PENDING_EVENTS, [])]
         for attempt in range(3):
             try:
-                publish_carried(self.outbox, None, carried_events)
+                self.publisher.publish(carried_events)
                 return
             except OperationFailure as exc:  # BulkWriteError included
-                # A command copied some of them meanwhile (a duplicate, or a write conflict while it was
+                # A command recorded some of them meanwhile (a duplicate, or a write conflict while it was
                 # committing): check again.
                 copied_meanwhile = isinstance(exc, BulkWriteError) or exc.has_error_label("TransientTransactionError")
                 if attempt == 2 or not copied_meanwhile:
@@ -1007,3 +1012,8 @@ class OrganizationFollower:
             self.stream = None
         self.index.catalog = None  # another follower may have merged runs meanwhile
         self.lists.forget()
+
+    def stop(self) -> None:
+        """Close the stream and the Kafka link for good (the worker stops)."""
+        self.close()
+        self.publisher.close()

@@ -3,6 +3,7 @@ outbox written by an earlier version (records flagged `sent`)."""
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 
@@ -12,7 +13,9 @@ from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError
 
 from shared.events import Event
-from shared.outbox import PENDING, SENT_FLAG_INDEX, Outbox, marker_id
+from shared.kafka import KafkaLink
+from shared.outbox import PENDING, SENT_FLAG_INDEX, DirectPublisher, Outbox, marker_id
+from tests.faults.system import read_topic
 
 
 @pytest.fixture
@@ -191,3 +194,51 @@ def test_an_outbox_of_an_earlier_version_keeps_its_unsent_records(outbox):
     assert ids(outbox.pending(10).records) == ["old-3", "old-4"]
     assert outbox.collection.database[PENDING].count_documents({}) == 2
     assert sorted(m["_id"] for m in outbox.markers.find()) == [marker_id(r) for r in records[3:]]
+
+
+# -- publishing directly (the registry's follower) ---------------------------------------------------------
+@pytest.fixture
+def topic_link(servers):
+    """A Kafka link and a topic of their own."""
+    link = KafkaLink(servers.bootstrap, partitions=1, client_id="direct-test")
+    yield link, f"direct.{uuid.uuid4().hex[:12]}"
+    link.close()
+
+
+def test_a_direct_publisher_publishes_then_records_without_a_marker(outbox, topic_link, servers):
+    link, topic = topic_link
+    events = [event(1), event(2, key="org-2"), event(3)]
+    assert DirectPublisher(outbox, link, topic).publish(events) == 3
+    assert [m.event_id for m in read_topic(servers.bootstrap, topic, idle_ms=1000)] == [e.id for e in events]
+    assert sorted(ids(list(outbox.collection.find()))) == sorted(e.id for e in events)
+    assert outbox.backlog() == 0  # published already: nothing for the relay
+
+
+def test_a_direct_publisher_leaves_recorded_events_to_the_relay(outbox, topic_link, servers):
+    """A command records the events its organization carries in its own transaction: those the relay
+    publishes (in order before the command's own), and the follower neither publishes nor records them again."""
+    link, topic = topic_link
+    recorded, new = event(1), event(2)
+    outbox.add(None, [recorded])
+    before = outbox.collection.find_one({"_id": recorded.id})
+    assert DirectPublisher(outbox, link, topic).publish([recorded, new]) == 1
+    assert [m.event_id for m in read_topic(servers.bootstrap, topic, idle_ms=1000)] == [new.id]
+    assert outbox.collection.find_one({"_id": recorded.id}) == before
+    assert ids(outbox.pending(10).records) == [recorded.id]
+
+
+def test_a_direct_publisher_hands_its_batches_to_the_relay_while_the_broker_is_down(outbox, monkeypatch):
+    """A batch the broker does not take goes to the relay like any recorded event (records and a marker),
+    and so do the next ones for PAUSE_SECONDS, without trying the broker again."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        down = KafkaLink(f"127.0.0.1:{closed.getsockname()[1]}", client_id="direct-test-down",
+                         bootstrap_timeout_ms=1000)
+    publisher = DirectPublisher(outbox, down, "direct.down")
+    first, second = [event(1)], [event(2)]
+    assert publisher.publish(first) == 1
+    monkeypatch.setattr(down, "publish", lambda *a: pytest.fail("the broker was tried again while paused"))
+    assert publisher.publish(second) == 1
+    assert ids(outbox.pending(10).records) == [first[0].id, second[0].id]
+    assert outbox.collection.count_documents({}) == 2
+    down.close()

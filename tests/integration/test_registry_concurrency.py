@@ -8,6 +8,7 @@ import threading
 
 from services.registry.identifiers import is_valid_uscc
 from shared.outbox import PENDING
+from tests.faults.system import read_topic
 from tests.integration.test_registry_api import ORGS, apply
 from tests.support.data import application
 from tests.support.stack import Stack, wait_until
@@ -83,8 +84,9 @@ def test_parallel_retries_with_one_key_create_one_organization(stack):
 
 
 def test_events_carried_by_applications_reach_the_outbox_once_and_in_order(servers):
-    """The follower copies the `submitted` event of each application, while officers approve half of them at
-    the same time (the approval copies it too): every event is in the outbox once, `submitted` first."""
+    """The follower publishes and records the `submitted` event of each application, while officers approve
+    half of them at the same time (the approval records it too): every event is in the outbox once and on the
+    topic, `submitted` first."""
     stack = Stack(servers, registry_sweep_check_seconds=0.0)
     try:
         stack.start_workers("registry")
@@ -98,7 +100,18 @@ def test_events_carried_by_applications_reach_the_outbox_once_and_in_order(serve
         for organization_id in ids:
             types = [r["event"]["type"] for r in outbox.find({"key": organization_id}).sort("order", 1)]
             assert types == [SUBMITTED, REGISTERED][:len(types)] and types[0] == SUBMITTED
-        # and the relay publishes them: nothing left unsent
+        # and they are published (the follower publishes what it copies, the relay the rest): nothing left
+        # unsent, and on the topic each organization's `submitted` comes first (a copy published twice may
+        # come again later; consumers apply each event id once)
         wait_until(lambda: stack.db("registry")[PENDING].count_documents({}) == 0, timeout=20, message="published")
+        recorded = {r["_id"]: (r["key"], r["event"]["type"]) for r in outbox.find()}
+        messages = read_topic(stack.settings.kafka_bootstrap_servers, stack.settings.topic("registry"), idle_ms=1000)
+        assert {m.event_id for m in messages} == set(recorded)
+        kinds: dict[str, list[str]] = {}
+        for message in sorted(messages, key=lambda m: (m.partition, m.offset)):
+            key, kind = recorded[message.event_id]
+            if kind not in kinds.setdefault(key, []):
+                kinds[key].append(kind)
+        assert all(kinds[organization_id][0] == SUBMITTED for organization_id in ids)
     finally:
         stack.close()

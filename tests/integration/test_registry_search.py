@@ -300,16 +300,16 @@ def test_the_follower_checks_again_when_a_command_was_copying_the_same_events(st
 
     created = stack.client("registry", "applicant", sub="zhang").post(ORGS, application())
     assert created.status == 201, created.body
-    real, calls = store.publish_carried, []
+    follower = store.OrganizationFollower(stack.db("registry"), domain.Rules().region_key)
+    real, calls = follower.publisher.publish, []
 
-    def conflicting_once(outbox, session, records):
-        calls.append(len(records))
+    def conflicting_once(events):
+        calls.append(len(events))
         if len(calls) == 1:
             raise OperationFailure("WriteConflict", code=112, details={"errorLabels": ["TransientTransactionError"]})
-        return real(outbox, session, records)
+        return real(events)
 
-    monkeypatch.setattr(store, "publish_carried", conflicting_once)
-    follower = store.OrganizationFollower(stack.db("registry"), domain.Rules().region_key)
+    monkeypatch.setattr(follower.publisher, "publish", conflicting_once)
     try:
         follower.catch_up()  # a new follower goes through every organization first: the copy is that pass's
     finally:
