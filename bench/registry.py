@@ -333,8 +333,9 @@ class Bench:
 
     # -- throughput pairs ---------------------------------------------------------------------------
     def server_cpu(self) -> float:
-        """CPU seconds used so far by every server process: both gunicorns, the registry's worker (it copies
-        carried events, indexes and publishes: deferred work of the registry's requests), SecantusDB, Tansu."""
+        """CPU seconds used so far by every server process: both gunicorns, the registry's worker (it publishes
+        and records carried events, indexes and relays: deferred work of the registry's requests), SecantusDB,
+        Tansu."""
         return sum(self.cpu_by_process().values())
 
     def cpu_by_process(self) -> dict[str, float]:
@@ -343,12 +344,12 @@ class Bench:
         return {name: tree_cpu_seconds(pid) for name, pid in roots.items()}
 
     def measured(self, spec: dict) -> dict:
-        """One run. The registry's requests leave work to its worker (copying carried events, publishing,
+        """One run. The registry's requests leave work to its worker (publishing and recording carried events,
         indexing), and a rate that leaves the worker behind does not last: so a run ends only when the
         database and the worker are idle again, and the rate counts that time too (`settle_s`). Otherwise
         the catch-up falls into the next (bare) run, flattering the registry twice."""
         before = self.cpu_by_process()
-        counts = self.copied_counts()
+        counts = self.recorded_counts()
         result = drive(**spec, seconds=self.seconds)
         result["settle_s"] = self.settle(counts)
         requests = max(sum(result["statuses"].values()), 1)
@@ -358,14 +359,14 @@ class Bench:
         result["cpu_split"] = used
         return result
 
-    def copied_counts(self) -> tuple[int, int]:
-        """Organizations and outbox records now (each application adds one of each once the worker copied
-        its `submitted` event)."""
+    def recorded_counts(self) -> tuple[int, int]:
+        """Organizations and outbox records now (each application adds one of each once the worker has
+        published and recorded its `submitted` event)."""
         return self.db["organizations"].estimated_document_count(), self.db["outbox"].estimated_document_count()
 
     def settle(self, counts_before: tuple[int, int] | None = None, window: float = 1.5,
                limit: float = 120.0) -> float:
-        """Seconds until the worker has copied and published every application's event since `counts_before`,
+        """Seconds until the worker has published and recorded every application's event since `counts_before`,
         and then SecantusDB and the registry's worker together use under a tenth of a core over `window` (the
         start of the first such window). The window is longer than the follower's pause between reads
         (REGISTRY_SEARCH_POLL_SECONDS, 0.5) and between search-index batches (1 s): with a shorter one, a run
@@ -373,7 +374,7 @@ class Bench:
         watched = ("secantusdb", "registry-worker")
         started = time.perf_counter()
         while counts_before is not None and time.perf_counter() - started < limit:
-            organizations, records = self.copied_counts()
+            organizations, records = self.recorded_counts()
             if (records - counts_before[1] >= organizations - counts_before[0]
                     and self.db["outbox_pending"].estimated_document_count() == 0):
                 break
@@ -429,7 +430,7 @@ class Bench:
 
     def post_ratio(self) -> float:
         return self.pair("POST /api/v1/organizations (validation, one document holding its name and carrying "
-                         "its event; the worker copies it to the outbox) vs bare insert_one",
+                         "its event; the worker publishes and records it) vs bare insert_one",
                          dict(port=self.registry_port, method="POST", paths=["/api/v1/organizations"],
                               body_of=unique_application, headers=self.applicant_of),
                          dict(port=self.bare_port, method="POST", paths=["/bare/organizations"],
