@@ -97,12 +97,22 @@ def for_local_mongo(uri: str) -> str:
     return f"{uri}?{LOCAL_MONGO_OPTIONS}" if "/" in hosts_and_path else f"{uri}/?{LOCAL_MONGO_OPTIONS}"
 
 
+# How many oplog entries the local server keeps (its default: 100,000; entries older than an hour go anyway).
+# A change stream whose position falls out of SecantusDB's oplog skips what was dropped without a word, where
+# MongoDB fails the stream (ChangeStreamHistoryLost) and the registry's follower goes through every
+# organization again. So a follower that fell 100,000 writes behind lost changes for good, and with them the
+# `submitted` events of applications: seen in the search benchmark, whose 90,000-organization import and
+# the follower's own index writes outran it. At a million, a follower would have to fall a million writes
+# behind within the hour, half an hour or more of the server's whole write rate.
+LOCAL_OPLOG_ENTRIES = 1_000_000
+
+
 def mongo_process(port: int, storage: str, log_dir: Path) -> ManagedProcess:
     executable = Path(sys.executable).with_name("secantusd-py")
     if storage != ":memory:":
         Path(storage).mkdir(parents=True, exist_ok=True)
     argv = [str(executable), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
-            "--cache-size", "256M"]
+            "--cache-size", "256M", "--oplog-max-entries", str(LOCAL_OPLOG_ENTRIES)]
     return ManagedProcess("secantusdb", argv, port, log_dir / "secantusdb.log")
 
 

@@ -1,5 +1,6 @@
-"""The outbox on the real database: records and their pending markers, the relay's queue, replays, and an
-outbox written by an earlier version (records flagged `sent`)."""
+"""The outbox on the real database: records and their pending markers, the relay's queue, replays, an
+outbox written by an earlier version (records flagged `sent`), and events published directly (the
+registry's follower) on the real broker."""
 
 from __future__ import annotations
 
@@ -227,13 +228,18 @@ def test_a_direct_publisher_leaves_recorded_events_to_the_relay(outbox, topic_li
     assert ids(outbox.pending(10).records) == [recorded.id]
 
 
+def unreachable_link() -> KafkaLink:
+    """A link to a port nothing listens on, giving up after a second."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        return KafkaLink(f"127.0.0.1:{closed.getsockname()[1]}", client_id="direct-test-down",
+                         bootstrap_timeout_ms=1000)
+
+
 def test_a_direct_publisher_hands_its_batches_to_the_relay_while_the_broker_is_down(outbox, monkeypatch):
     """A batch the broker does not take goes to the relay like any recorded event (records and a marker),
     and so do the next ones for PAUSE_SECONDS, without trying the broker again."""
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        down = KafkaLink(f"127.0.0.1:{closed.getsockname()[1]}", client_id="direct-test-down",
-                         bootstrap_timeout_ms=1000)
+    down = unreachable_link()
     publisher = DirectPublisher(outbox, down, "direct.down")
     first, second = [event(1)], [event(2)]
     assert publisher.publish(first) == 1
@@ -241,4 +247,22 @@ def test_a_direct_publisher_hands_its_batches_to_the_relay_while_the_broker_is_d
     assert publisher.publish(second) == 1
     assert ids(outbox.pending(10).records) == [first[0].id, second[0].id]
     assert outbox.collection.count_documents({}) == 2
+    down.close()
+
+
+def test_a_direct_publisher_tries_the_broker_again_after_its_pause(outbox, monkeypatch):
+    down = unreachable_link()
+    real, attempts = down.ensure_topics, []
+
+    def counted(topics):
+        attempts.append(topics)
+        return real(topics)
+
+    monkeypatch.setattr(down, "ensure_topics", counted)
+    monkeypatch.setattr(DirectPublisher, "PAUSE_SECONDS", 0.0)
+    publisher = DirectPublisher(outbox, down, "direct.down")
+    assert publisher.publish([event(1)]) == 1
+    assert publisher.publish([event(2)]) == 1
+    assert len(attempts) == 2
+    assert outbox.backlog() == 2  # both went to the relay
     down.close()
