@@ -812,6 +812,14 @@ class ListIndex:
             bisect.insort(self.directory, first)
             self.revisions[first] = 1
 
+    def listed(self) -> int:
+        """How many organizations the blocks hold."""
+        return sum(doc.get("size", 0) for doc in self.counts.find())
+
+    def listed_ids(self) -> set[str]:
+        return {organization_id for doc in self.blocks.find() if doc.get("ids")
+                for organization_id in doc["ids"].split(" ")}
+
     def forget(self) -> None:
         """Drop the writer's view (another follower may have written meanwhile)."""
         self.directory = None
@@ -848,6 +856,7 @@ class OrganizationFollower:
     LEASE_SECONDS = 10.0
     BATCH = 5000
     INDEX_SECONDS = 1.0
+    CHECK_SECONDS = 10.0  # how often a follower that has read everything checks that it missed nothing
     AWAIT_MS = 1  # how long a read of the stream waits for a change (a server's default is a second)
 
     def __init__(self, db: Database, region_key: str, service: str = "registry", *, kafka=None,
@@ -868,6 +877,9 @@ class OrganizationFollower:
         self._unindexed: list[dict] = []  # versions read (their events published), not indexed yet
         self._unindexed_token = None  # the stream position after them
         self._indexed_at = 0.0
+        self._checked_at = 0.0
+        self._gap: tuple[int, int] | None = None  # (organizations, listed) when the last check found fewer listed
+        self._recovered_at: tuple[int, int] | None = None  # the gap the last recovery pass was for
         ensure_indexes(db)
 
     def catch_up(self, budget_seconds: float = 2.0) -> int:
@@ -892,11 +904,47 @@ class OrganizationFollower:
                     read += len(changes)
                 self._index_when_due()
                 if not changes:
+                    if not self._unindexed:
+                        self._check_nothing_missed()
                     break
             return read
         except PyMongoError:
             self.close()  # opened again from the saved position next time
             raise
+
+    def _check_nothing_missed(self) -> None:
+        """Called, at most every CHECK_SECONDS, with the stream read to its end and all of it indexed: fewer
+        organizations in the lists than in the collection, twice in a row with the same counts, means the
+        stream skipped a change (new organizations are not missed for a whole check interval otherwise).
+        SecantusDB skips changes that fell out of its oplog without a word (shared/infra.py); MongoDB fails
+        the stream instead. The missed organizations are then found and their events published: a
+        `submitted` event must not wait for a next command that may never come."""
+        now = time.monotonic()
+        if now - self._checked_at < self.CHECK_SECONDS:
+            return
+        self._checked_at = now
+        count, listed = self.organizations.estimated_document_count(), self.lists.listed()
+        gap = (count, listed) if count > listed else None
+        if gap is not None and gap == self._gap and gap != self._recovered_at:
+            recovered = self._recover_missed()
+            log.error("the organizations' change stream skipped changes: %d organizations, %d listed; %d missed "
+                      "ones published and indexed", count, listed, recovered)
+            self._recovered_at = gap  # the same counts again are not worth another pass
+        self._gap = gap
+
+    def _recover_missed(self) -> int:
+        """Publish and index the organizations the lists lack (one pass over every organization)."""
+        listed, recovered = self.lists.listed_ids(), 0
+
+        def apply(organizations: list[dict]) -> None:
+            nonlocal recovered
+            missed = [organization for organization in organizations if organization["_id"] not in listed]
+            if missed:
+                self._publish_and_index(missed)
+                recovered += len(missed)
+
+        self._scan(apply)
+        return recovered
 
     def _index_when_due(self) -> None:
         due = len(self._unindexed) >= self.BATCH or time.monotonic() - self._indexed_at >= self.INDEX_SECONDS
