@@ -167,6 +167,11 @@ class Outbox:
                 self._insert(records, own)
         return [record["event"] for record in records]
 
+    def unrecorded(self, events: list[Event], session: ClientSession | None = None) -> list[Event]:
+        """Those of the events that have no record yet, in order (recording twice is refused)."""
+        present = ids_present(self.collection, [event.id for event in events], session)
+        return [event for event in events if event.id not in present]
+
     def add_published(self, records: list[dict]) -> int:
         """Write records whose events were published already (DirectPublisher): no marker, and those
         recorded meanwhile (by a command, in its transaction) are left as they are. Returns how many were
@@ -295,8 +300,8 @@ class Relay:
         records = batch.records
         if not records:
             return 0
-        self.kafka.publish(self.topic, [(record["key"], record["event"]) for record in records])  # raises:
-        # nothing of the batch is marked sent
+        # Raises when the broker does not take the batch: then nothing of it is marked sent.
+        self.kafka.publish(self.topic, [(record["key"], record["event"]) for record in records])
         faults.point("relay.after_publish")
         self.outbox.mark_sent(batch)
         return len(records)
@@ -382,8 +387,7 @@ class DirectPublisher:
         """Publish and record the events not recorded yet; returns how many there were."""
         if not events:
             return 0
-        present = ids_present(self.outbox.collection, [event.id for event in events], None)
-        missing = [event for event in events if event.id not in present]
+        missing = self.outbox.unrecorded(events)
         if not missing:
             return 0
         if self.kafka is not None and time.monotonic() >= self._paused_until:

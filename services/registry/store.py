@@ -382,9 +382,7 @@ def publish_carried(outbox: Outbox, session: ClientSession | None, records: list
     """Put carried events into the outbox unless they are there already; returns how many were added."""
     if not records:
         return 0
-    ids = [record["id"] for record in records]
-    present = ids_present(outbox.collection, ids, session)
-    missing = [Event(**record) for record in records if record["id"] not in present]
+    missing = outbox.unrecorded([Event(**record) for record in records], session)
     if missing:
         outbox.add(session, missing)
     return len(missing)
@@ -848,8 +846,9 @@ class OrganizationFollower:
     INDEX_SECONDS apart or BATCH at a time, because on SecantusDB a trickle of tiny index batches costs
     more than the requests that caused them. The stream position is saved after each indexed batch, so a
     restarted follower goes on from there: recording is idempotent, a second publication is applied once by
-    consumers and index entries are versioned, so reading a change twice changes nothing. Without a saved position (a new deployment, or history the
-    server no longer keeps) it goes through every organization first. Worker replicas share the work
+    consumers and index entries are versioned, so reading a change twice changes nothing. Without a saved
+    position (a new deployment, or history the server no longer keeps) it goes through every organization
+    first. Worker replicas share the work
     through a lease: one follows. A follower that has read everything checks now and then that it missed
     no organization (`_check_nothing_missed`): SecantusDB's stream skips what fell out of its oplog.
     """
