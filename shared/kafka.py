@@ -45,12 +45,19 @@ class KafkaLink:
     def producer(self) -> KafkaProducer:
         with self._lock:
             if self._producer is None:
+                # Not the idempotent producer: a restarted Tansu (memory only) hands out producer ids from 1
+                # again, and a producer that saw no error while it was away keeps its old id; once the broker
+                # gives that id to another producer, it takes the old one's batches for duplicates of the
+                # other's, acknowledges them and writes nothing (test_outbox.py shows it). A retry can
+                # publish a message twice instead, which consumers apply once; one request in flight keeps
+                # each partition's order through retries.
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap_servers,
                     client_id=self.client_id,
                     bootstrap_timeout_ms=self.bootstrap_timeout_ms,
                     acks="all",
-                    enable_idempotence=True,
+                    enable_idempotence=False,
+                    max_in_flight_requests_per_connection=1,
                     linger_ms=2,
                     max_block_ms=5000,
                     request_timeout_ms=5000,
