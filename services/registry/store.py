@@ -852,6 +852,7 @@ class OrganizationFollower:
     INDEX_SECONDS = 1.0
     CHECK_SECONDS = 10.0  # how often a follower that has read everything checks that the server lost nothing
     AWAIT_MS = 1  # how long a read of the stream waits for a change (a server's default is a second)
+    CHANGES = [{"$match": {"operationType": {"$in": ["insert", "replace", "update"]}}}]  # what the stream reads
 
     def __init__(self, db: Database, region_key: str, service: str = "registry", *, kafka=None,
                  topic: str | None = None):
@@ -923,7 +924,8 @@ class OrganizationFollower:
         reached = self.stream.resume_token
         if self._checked_token is not None and reached != self._checked_token:
             try:
-                self._watch(resume_after=self._checked_token).close()
+                # Without the documents: opening a stream reads its first changes, which the check does not need.
+                self.organizations.watch(self.CHANGES, resume_after=self._checked_token, batch_size=1).close()
             except OperationFailure as exc:
                 if exc.code != CHANGE_STREAM_HISTORY_LOST:
                     raise
@@ -984,8 +986,7 @@ class OrganizationFollower:
             self._save_position(token)
 
     def _watch(self, **kwargs):
-        return self.organizations.watch([{"$match": {"operationType": {"$in": ["insert", "replace", "update"]}}}],
-                                        full_document="updateLookup", max_await_time_ms=self.AWAIT_MS,
+        return self.organizations.watch(self.CHANGES, full_document="updateLookup", max_await_time_ms=self.AWAIT_MS,
                                         batch_size=self.BATCH, **kwargs)
 
     def rebuild(self) -> int:
