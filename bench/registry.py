@@ -367,7 +367,9 @@ class Bench:
         storage lock (1.3 s at 100,000): a settle loop doing that every 50 ms loaded the database it waited
         for. (The topic's end offsets will not do either: Tansu's can trail what it has acknowledged until
         the next write.)"""
-        return sum(doc.get("size", 0) for doc in self.db["list_counts"].find({}, {"size": 1}))
+        from services.registry.store import ListIndex
+
+        return ListIndex(self.db).listed()
 
     def settle(self, listed_before: int | None = None, applications: int = 0, window: float = 1.5,
                limit: float = 120.0) -> float:

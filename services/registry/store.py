@@ -17,7 +17,8 @@ there first. The outbox record's id is the event's id, so recording twice is har
 
 SecantusDB reads every document a query matches before it sorts or limits, so every query here is one
 an index narrows to what the answer needs: by id, by a unique key, or by a range of `_id`s (the
-sweep's entries, SweepDue).
+sweep's entries, SweepDue). On SecantusDB only equality and `$in` use an index; a range reads the whole
+collection there (README, known limits), which the daily sweep can afford and MongoDB does not need.
 """
 
 from __future__ import annotations
@@ -811,6 +812,10 @@ class ListIndex:
             bisect.insort(self.directory, first)
             self.revisions[first] = 1
 
+    def listed(self) -> int:
+        """How many organizations the blocks hold, from the counts documents (a few hundred at most)."""
+        return sum(doc.get("size", 0) for doc in self.counts.find({}, {"size": 1}))
+
     def forget(self) -> None:
         """Drop the writer's view (another follower may have written meanwhile)."""
         self.directory = None
@@ -841,10 +846,9 @@ class OrganizationFollower:
     restarted follower goes on from there: recording is idempotent, a second publication is applied once by
     consumers and index entries are versioned, so reading a change twice changes nothing. Without a saved
     position (a new deployment, or history the server no longer keeps) it goes through every organization
-    first. Worker replicas share the work
-    through a lease: one follows. A follower that has read everything checks now and then that the server
-    lost nothing before it read it (`_check_nothing_skipped`): SecantusDB's stream skips what fell out of
-    its oplog.
+    first. Worker replicas share the work through a lease: one follows. A follower that has read everything
+    checks now and then that the server lost nothing before it read it (`_check_nothing_skipped`):
+    SecantusDB's stream skips what fell out of its oplog.
     """
 
     LEASE_SECONDS = 10.0
@@ -877,7 +881,7 @@ class OrganizationFollower:
         ensure_indexes(db)
 
     def catch_up(self, budget_seconds: float = 2.0) -> int:
-        """Copy carried events at once, index when due (for at most about `budget_seconds`); returns how
+        """Publish and record carried events at once, index when due (for at most about `budget_seconds`); returns how
         many organization versions were read."""
         if not self._hold_lease():
             self.close()
@@ -954,8 +958,9 @@ class OrganizationFollower:
             except OperationFailure as exc:  # BulkWriteError included
                 # A command recorded some of them meanwhile (a duplicate, or a write conflict while it was
                 # committing): check again.
-                copied_meanwhile = isinstance(exc, BulkWriteError) or exc.has_error_label("TransientTransactionError")
-                if attempt == 2 or not copied_meanwhile:
+                recorded_meanwhile = (isinstance(exc, BulkWriteError)
+                                      or exc.has_error_label("TransientTransactionError"))
+                if attempt == 2 or not recorded_meanwhile:
                     raise
 
     def _next_changes(self) -> list[dict]:
