@@ -6,7 +6,9 @@ one transaction (`run_in_transaction`), so either all of them commit or none doe
 
 from __future__ import annotations
 
+import copy
 import random
+import threading
 import time
 from contextlib import nullcontext
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -14,7 +16,9 @@ from typing import Callable, Iterator, Sequence, TypeVar
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
+from bson.errors import InvalidDocument
+from pymongo.errors import (BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure,
+                            PyMongoError)
 
 from shared.errors import Unavailable
 
@@ -105,6 +109,99 @@ def insert_missing(collection: Collection, documents: list[dict]) -> int:
         if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
             raise
         return exc.details.get("nInserted", 0)
+
+
+class GroupInsert:
+    """Single-document inserts into one collection from a process's request threads, sent together.
+
+    Each caller waits for its own document's outcome, as with `insert_one`: it returns once the document is
+    written, or raises `DuplicateKeyError` (or the error that document or the batch met). While one batch is
+    being written, the documents that arrive queue up, and the next caller to lead sends them all in one
+    `insert_many` (unordered, so one document's duplicate key does not stop the others). Nothing waits for a
+    batch to fill: a lone request is written at once, as one insert. Under concurrent load the batches form
+    by themselves, and on SecantusDB a batch costs far less per document than single inserts (it reads the
+    collection's index catalogue and answers one command per batch: server CPU per document 1.25-1.7 ms
+    alone, 0.7-1.0 in batches of four; the driver's share fell from 0.4 to 0.15 ms).
+    """
+
+    def __init__(self, collection: Collection, max_batch: int = 64):
+        self.collection = collection
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_QueuedInsert] = []
+        self._writing = False  # a leader is writing, or has been chosen to write, the queued documents
+
+    def insert(self, document: dict) -> None:
+        mine = _QueuedInsert(document)
+        with self._lock:
+            self._queue.append(mine)
+            lead, self._writing = not self._writing, True
+        if not lead:
+            mine.ready.wait()
+            if not mine.lead:
+                mine.outcome()
+                return
+        # The leader's document is the first queued: it went into an empty queue, or it was handed the lead
+        # as the oldest waiting one.
+        with self._lock:
+            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+        try:
+            self._write(batch)
+        finally:
+            for queued in batch:
+                if queued is not mine:
+                    queued.ready.set()
+            with self._lock:
+                if self._queue:
+                    self._queue[0].lead = True
+                    self._queue[0].ready.set()
+                else:
+                    self._writing = False
+        mine.outcome()
+
+    def _write(self, batch: list["_QueuedInsert"]) -> None:
+        if len(batch) == 1:
+            try:
+                self.collection.insert_one(batch[0].document)
+            except BaseException as exc:  # the caller's own error, raised in its thread
+                batch[0].error = exc
+            return
+        try:
+            self.collection.insert_many([queued.document for queued in batch], ordered=False)
+        except BulkWriteError as exc:
+            failed = {error["index"]: error for error in exc.details.get("writeErrors", [])}
+            for index, queued in enumerate(batch):
+                if index in failed:
+                    queued.error = _write_error(failed[index])
+                elif exc.details.get("writeConcernErrors"):
+                    queued.error = copy.copy(exc)
+        except InvalidDocument:  # refused by the driver before anything was sent: one document's fault
+            for queued in batch:
+                self._write([queued])
+        except BaseException as exc:  # nothing, or an unknown part, was written: as for a single insert
+            for queued in batch:
+                queued.error = copy.copy(exc)  # each caller raises its own, with its own traceback
+
+
+class _QueuedInsert:
+    __slots__ = ("document", "ready", "lead", "error")
+
+    def __init__(self, document: dict):
+        self.document = document
+        self.ready = threading.Event()
+        self.lead = False
+        self.error: BaseException | None = None
+
+    def outcome(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _write_error(error: dict) -> OperationFailure:
+    """One document's error in a batch, as `insert_one` would have raised it."""
+    if error.get("code") == DUPLICATE_KEY:
+        return DuplicateKeyError(error.get("errmsg", "duplicate key"), DUPLICATE_KEY, error)
+    return OperationFailure(error.get("errmsg", "write error"), error.get("code"), error)
 
 
 def drop_index_if_present(collection: Collection, name: str) -> None:

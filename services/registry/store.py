@@ -40,7 +40,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 from services.registry import domain, identifiers, search
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import SYSTEM_ACTOR, Event, now_utc, source_of
-from shared.mongo import drop_index_if_present, ids_present, insert_missing, run_in_transaction
+from shared.mongo import GroupInsert, drop_index_if_present, ids_present, insert_missing, run_in_transaction
 from shared.outbox import DirectPublisher, Outbox
 from shared.schemas import skip_of
 from shared.unit_of_work import IdempotencyKey
@@ -62,6 +62,7 @@ class RegistryStore:
         self.uow = ctx.uow
         self.db = ctx.db
         self.organizations = ctx.db[ORGANIZATIONS]
+        self.applications = GroupInsert(self.organizations)  # see `submit`
         self.outbox = ctx.outbox
         self.counters = ctx.db["counters"]
         self.renewals = ctx.db[RENEWALS]
@@ -144,12 +145,17 @@ class RegistryStore:
     def submit(self, application: dict, *, applicant: str, idempotency: IdempotencyKey | None) -> dict:
         """One document: the organization, holding its name and carrying its event (see the module doc).
         Without an Idempotency-Key that one insert is the whole command, atomic on its own, so it runs
-        without a transaction (on SecantusDB the transaction's start and commit cost more than the insert);
-        with one, the key's record is written in the same transaction."""
+        without a transaction (on SecantusDB the transaction's start and commit cost more than the insert),
+        sent together with the applications other request threads of this process are inserting
+        (GroupInsert); with a key, the key's record is written in the same transaction."""
         def work(session):
             organization, events = domain.submit(application, applicant=applicant, now=now_utc(), rules=self.rules)
+            document = {**organization, PENDING_EVENTS: carried(events)}
             try:
-                self.organizations.insert_one({**organization, PENDING_EVENTS: carried(events)}, session=session)
+                if session is None:
+                    self.applications.insert(document)
+                else:
+                    self.organizations.insert_one(document, session=session)
             except DuplicateKeyError:
                 raise Conflict(f"the name {organization['name']!r} is already taken by a submitted or "
                                f"registered organization") from None
