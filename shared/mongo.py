@@ -160,41 +160,58 @@ class GroupInsert:
         mine.outcome()
 
     def _write(self, batch: list["_QueuedInsert"]) -> None:
-        if len(batch) == 1:
-            try:
-                self.collection.insert_one(batch[0].document)
-            except BaseException as exc:  # the caller's own error, raised in its thread
-                batch[0].error = exc
-            return
+        """Give every queued insert of the batch its outcome: written, or its error."""
         try:
-            self.collection.insert_many([queued.document for queued in batch], ordered=False)
+            if len(batch) == 1:
+                self.collection.insert_one(batch[0].document)
+            else:
+                self.collection.insert_many([queued.document for queued in batch], ordered=False)
         except BulkWriteError as exc:
             failed = {error["index"]: error for error in exc.details.get("writeErrors", [])}
             for index, queued in enumerate(batch):
                 if index in failed:
                     queued.error = _write_error(failed[index])
                 elif exc.details.get("writeConcernErrors"):
-                    queued.error = copy.copy(exc)
-        except InvalidDocument:  # refused by the driver before anything was sent: one document's fault
-            for queued in batch:
-                self._write([queued])
+                    queued.error = _own_copy(exc)
+                else:
+                    queued.written = True
+        except InvalidDocument as exc:  # refused by the driver before anything was sent: one document's fault
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:
+                for queued in batch:
+                    self._write([queued])
         except BaseException as exc:  # nothing, or an unknown part, was written: as for a single insert
             for queued in batch:
-                queued.error = copy.copy(exc)  # each caller raises its own, with its own traceback
+                queued.error = _own_copy(exc)
+        else:
+            for queued in batch:
+                queued.written = True
 
 
 class _QueuedInsert:
-    __slots__ = ("document", "ready", "lead", "error")
+    __slots__ = ("document", "ready", "lead", "written", "error")
 
     def __init__(self, document: dict):
         self.document = document
         self.ready = threading.Event()
         self.lead = False
+        self.written = False
         self.error: BaseException | None = None
 
     def outcome(self) -> None:
-        if self.error is not None:
-            raise self.error
+        """Return if the document was written; raise its error otherwise (never report a write not confirmed)."""
+        if self.written:
+            return
+        raise self.error or PyMongoError("the insert's batch ended without telling whether it was written")
+
+
+def _own_copy(exc: BaseException) -> BaseException:
+    """A copy of an error a whole batch met, so each caller raises its own, with its own traceback."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # noqa: BLE001 - an exception type that cannot be copied: share the one
+        return exc
 
 
 def _write_error(error: dict) -> OperationFailure:

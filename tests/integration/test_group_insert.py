@@ -118,3 +118,39 @@ def test_when_the_database_is_away_every_caller_gets_the_error_and_none_hangs():
     assert len(errors) == 8
     assert len({id(e) for e in errors}) == 8  # each caller raises its own copy
     client.close()
+
+
+class Refusing(Counted):
+    """A collection whose batches fail with an error that cannot be copied (its constructor wants two
+    arguments)."""
+
+    class Odd(Exception):
+        def __init__(self, message, detail):
+            super().__init__(message)
+            self.detail = detail
+
+    def insert_many(self, documents, ordered):
+        self._sent(len(documents))
+        raise self.Odd("refused", len(documents))
+
+    def insert_one(self, document):
+        self._sent(1)
+        raise self.Odd("refused", 1)
+
+
+def test_an_error_no_caller_expects_reaches_every_caller_of_the_batch(collection):
+    refusing = Refusing(collection)
+    group = GroupInsert(refusing)
+    outcomes = []
+
+    def insert(n):
+        try:
+            group.insert({"_id": n})
+            outcomes.append("inserted")
+        except Refusing.Odd:
+            outcomes.append("refused")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(insert, range(24)))
+    assert outcomes == ["refused"] * 24
+    assert max(refusing.batches) > 1
