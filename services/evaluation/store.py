@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -22,6 +23,7 @@ from services.evaluation import domain
 from shared.auth import Principal
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import Event, now_utc
+from shared.mongo import in_lists
 from shared.organizations import OrganizationReadModel
 from shared.schemas import page_response, skip_of
 from shared.unit_of_work import IdempotencyKey
@@ -62,11 +64,20 @@ class Collections:
         self.organizations.collection.create_index("applicant")
 
     # -- reads shared by commands -----------------------------------------------------------------------
+    def project_assignment_ids(self, project: dict, session: ClientSession | None = None,
+                               reviewers: list[dict] | None = None) -> list[str]:
+        """The ids a project's assignments (and their reviews) can have: "<project>:<reviewer>" for each of its
+        round's reviewers, who are never removed (`reviewers`, if the caller has read them)."""
+        if reviewers is None:
+            reviewers = self.reviewers.find({"round_id": project["round_id"]}, {"reviewer": 1}, session=session)
+        return [domain.assignment_id(project["_id"], reviewer["reviewer"]) for reviewer in reviewers]
+
     @staticmethod
-    def of_project(project_id: str) -> dict:
-        """The assignments (and reviews) of one project: their ids are "<project>:<reviewer>" and project ids
-        hold no ":", so they are exactly the ids from "<project>:" up to "<project>;" (";" follows ":")."""
-        return {"_id": {"$gte": f"{project_id}:", "$lt": f"{project_id};"}}
+    def of_project(collection: Collection, ids: list[str], session: ClientSession | None = None) -> list[dict]:
+        """The documents of `collection` (assignments or reviews) with these ids, by `$in` on `_id` alone: on
+        SecantusDB that is what its `_id` index serves, while an `_id` range (what this was), or `$in` with any
+        other condition, reads the whole collection (0.5 s at 25,000 assignments, against 3 ms)."""
+        return [doc for part in in_lists(ids) for doc in collection.find({"_id": {"$in": part}}, session=session)]
 
     def round(self, round_id: str, session: ClientSession | None = None) -> dict:
         round_ = self.rounds.find_one({"_id": round_id}, session=session)
@@ -98,8 +109,13 @@ class Collections:
         changes, event = domain.disqualify(project, reason=reason, actor=actor, now=now, cause=cause)
         self.projects.update_one({"_id": project["_id"]}, {"$set": changes}, session=session)
         # Its reviewers are freed: withdrawn assignments count in no load and take no score.
-        self.assignments.update_many(self.of_project(project["_id"]) | {"status": domain.ACTIVE},
-                                     {"$set": {"status": domain.WITHDRAWN, "withdrawn_at": now}}, session=session)
+        active = [assignment["_id"] for assignment in self.of_project(self.assignments,
+                                                                     self.project_assignment_ids(project, session),
+                                                                     session)
+                  if assignment["status"] == domain.ACTIVE]
+        for part in in_lists(active):
+            self.assignments.update_many({"_id": {"$in": part}},
+                                         {"$set": {"status": domain.WITHDRAWN, "withdrawn_at": now}}, session=session)
         self.touch_round(session, project["round_id"])
         return {**project, **changes}, event
 
@@ -300,8 +316,8 @@ class EvaluationStore(Collections):
             "status": domain.CONFLICT, "scored": False, "conflict_declared_at": now,
             "conflict_comment": body.get("comment", "")}}, session=session)
         reviewers = list(self.reviewers.find({"round_id": round_["_id"]}, session=session))
-        already = [a["reviewer"] for a in self.assignments.find(self.of_project(project["_id"]), {"reviewer": 1},
-                                                                session=session)]
+        ids = self.project_assignment_ids(project, reviewers=reviewers)
+        already = [a["reviewer"] for a in self.of_project(self.assignments, ids, session)]
         replacement = domain.choose_replacement(project, reviewers, already, self.loads(round_["_id"], session))
         if replacement is not None:
             self.assignments.insert_one(domain.assignment_doc(round_, project, replacement, actor="system", now=now,
@@ -320,12 +336,13 @@ class EvaluationStore(Collections):
 
     def list_reviews(self, round_id: str, project_id: str, args: dict, principal: Principal) -> dict:
         round_ = self.round(round_id)
-        self.project(round_id, project_id)
+        project = self.project(round_id, project_id)
         if principal.role == "reviewer" and round_["status"] == domain.OPEN:
             raise Forbidden("reviewers see other reviewers' scores only once the round is closed")
-        query = self.of_project(project_id)
-        cursor = self.reviews.find(query).sort("_id", ASCENDING).skip(skip_of(args)).limit(args["per_page"])
-        return page_response(cursor, self.reviews.count_documents(query), args)
+        # A project has a few reviews (one per assigned reviewer): all of them, then the page.
+        reviews = sorted(self.of_project(self.reviews, self.project_assignment_ids(project)), key=lambda r: r["_id"])
+        start = skip_of(args)
+        return page_response(reviews[start:start + args["per_page"]], len(reviews), args)
 
     # -- closing, results, awards ------------------------------------------------------------------------------
     def close(self, round_id: str, *, actor: str) -> dict:
