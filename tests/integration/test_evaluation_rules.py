@@ -367,13 +367,7 @@ class TestProjectReads:
         25,000 assignments): every query declaring a conflict, listing a project's reviews and disqualifying
         sends must be one the server answers from an index."""
         stack = world
-        [organization] = register(stack)
-        rid = open_round(stack, reviewers_per_project=2)["id"]
-        project = enter(stack, rid, organization)
-        for reviewer in ("r1", "r2", "r3"):
-            add_reviewer(stack, rid, reviewer)
-        run_assignment(stack, rid)
-        first, second = assignments_of(stack, rid)[project["id"]]
+        rid, project, (first, second), _ = TestScoring().setup_round(stack)
         store = stack.app("evaluation").extensions["socorg"].store
         store.assignments, store.reviews = Recorded(store.assignments), Recorded(store.reviews)
         try:
