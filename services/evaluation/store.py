@@ -76,7 +76,7 @@ class Collections:
     def of_project(collection: Collection, ids: list[str], session: ClientSession | None = None) -> list[dict]:
         """The documents of `collection` (assignments or reviews) with these ids, by `$in` on `_id` alone: on
         SecantusDB that is what its `_id` index serves, while an `_id` range (what this was), or `$in` with any
-        other condition, reads the whole collection (0.5 s at 25,000 assignments, against 3 ms)."""
+        other condition, reads the whole collection (25,000 assignments, 200 reviewers: 0.72 s, against 39 ms)."""
         return [doc for part in in_lists(ids) for doc in collection.find({"_id": {"$in": part}}, session=session)]
 
     def round(self, round_id: str, session: ClientSession | None = None) -> dict:
