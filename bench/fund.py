@@ -56,10 +56,8 @@ class Bench:
         self.processes.append(infra.start_mongo(self.mongo_port, str(self.workdir / "mongo"), self.workdir / "logs"))
         env = infra.child_env(**{f.metadata["env"]: str(getattr(self.settings, f.name))
                                  for f in dataclasses.fields(Settings)})
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        argv = [gunicorn, "--bind", f"127.0.0.1:{self.web_port}", "--workers", str(self.settings.web_workers),
-                "--threads", str(self.settings.web_threads), "--worker-class", "gthread",
-                "services.fund.app:create_app()"]
+        argv = infra.gunicorn_argv("services.fund.app:create_app()", self.web_port, workers=self.settings.web_workers,
+                                   threads=self.settings.web_threads, name="fund")
         self.processes.append(infra.ManagedProcess("fund-web", argv, self.web_port, self.workdir / "logs" / "web.log",
                                                    env=env).start())
         infra.wait_for_port(self.web_port, 60)

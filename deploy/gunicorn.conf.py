@@ -18,8 +18,9 @@ except SettingsError as exc:
     # SystemExit passes through gunicorn's config loader, which would otherwise print a traceback.
     raise SystemExit(f"socorg: {exc}") from None
 
-# Threads, not processes, carry the concurrency: requests mostly wait on MongoDB.
-worker_class = "gthread"
+# Threads, not processes, carry the concurrency: requests mostly wait on MongoDB. gunicorn's gthread worker,
+# answering the requests gunicorn cannot parse with problem+json (shared/gunicorn_worker.py).
+worker_class = "shared.gunicorn_worker.ThreadWorker"
 workers = _settings.web_workers
 threads = _settings.web_threads
 

@@ -25,7 +25,7 @@ from flask_smorest.utils import prepare_response
 from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from shared import logs
 from shared.audit import audit_blueprint
@@ -245,7 +245,8 @@ def _install_request_hooks(app: Flask, ctx: ServiceContext) -> None:
 def refuse_oversized_stream() -> None:
     """413 for a streamed (chunked) body that reaches MAX_CONTENT_LENGTH. A body with a Content-Length over the
     limit is refused by Werkzeug; a streamed one it silently cuts at the limit, which would then be parsed as
-    a different (truncated) request."""
+    a different (truncated) request. A chunked body the server cannot decode (a chunk size that is not hex, a
+    missing terminator: gunicorn raises its own parse errors as it is read) is a 400, read here before any view."""
     wsgi = request.environ  # this request's WSGI environment (not the process's: no setting is read here)
     # Only a chunked body has no Content-Length (without either there is no body), so most requests stop here.
     if "chunked" not in wsgi.get("HTTP_TRANSFER_ENCODING", "").lower():
@@ -253,7 +254,11 @@ def refuse_oversized_stream() -> None:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit is None or request.content_length is not None or not wsgi.get("wsgi.input_terminated"):
         return
-    if len(request.get_data(cache=True)) >= limit:  # cached: the view reads the same bytes
+    try:
+        body = request.get_data(cache=True)  # cached: the view reads the same bytes
+    except Exception as exc:  # noqa: BLE001 - whatever the server raises, the body sent was not readable
+        raise BadRequest(f"the chunked request body could not be read: {exc}") from exc
+    if len(body) >= limit:
         raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
 
 

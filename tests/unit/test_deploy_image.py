@@ -158,7 +158,7 @@ def _load_gunicorn_conf(monkeypatch, **environ) -> dict:
 
 def test_gunicorn_takes_its_processes_and_threads_from_the_settings(monkeypatch):
     conf = _load_gunicorn_conf(monkeypatch, WEB_CONCURRENCY="3", WEB_THREADS="5", SOCORG_LOG_LEVEL="WARNING")
-    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (3, 5, "gthread")
+    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (3, 5, "shared.gunicorn_worker.ThreadWorker")
     assert conf["loglevel"] == "warning"
     assert conf["worker_tmp_dir"] == "/dev/shm"
 
