@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("service", choices=SERVICES)
 
     args = parser.parse_args(argv)
+    if args.command == "token":
+        _check_token_args(token, args)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -56,6 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(settings, args.service)
     return _up(settings, args)
+
+
+def _check_token_args(parser: argparse.ArgumentParser, args) -> None:
+    """What the services would refuse or ignore in a token, said here (parser.error exits with status 2)."""
+    args.sub = args.sub.strip()
+    if not args.sub:
+        parser.error("--sub must not be empty")
+    if args.org is not None and args.role != "applicant":
+        parser.error("--org is for applicant tokens only (CONTRACT: the organization an applicant acts for)")
+    if args.org is not None and not args.org.strip():
+        parser.error("--org must not be empty (leave it out before the first application)")
+    if args.ttl is not None and args.ttl <= 0:
+        parser.error("--ttl must be a positive number of seconds")
 
 
 def _token(settings: Settings, args) -> int:
