@@ -109,10 +109,20 @@ def _up(settings: Settings, args) -> int:
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
 
+    taken = [f"{port} ({name})" for name, port in _ports_to_claim(settings, args.no_infra).items()
+             if infra.port_taken(port)]
+    if taken:
+        # Waiting for a port is how `up` knows a process started: another program listening there would pass
+        # for it (the services' data in someone's own MongoDB, a URL printed that serves something else).
+        print(f"socorg: another program already listens on {', '.join(taken)}: stop it, or choose other ports "
+              f"with those settings (--no-infra uses the MongoDB and Kafka that MONGODB_URI and "
+              f"KAFKA_BOOTSTRAP_SERVERS name)", file=sys.stderr)
+        return 1
+
     try:
         if not args.no_infra:
             mongo_port = _port_of_uri(settings.mongodb_uri, 27017)
-            broker_port = int(settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+            broker_port = _broker_port(settings)
             print(f"starting SecantusDB on 127.0.0.1:{mongo_port} (data in {data_dir / 'mongo'})")
             children.append(infra.start_mongo(mongo_port, str(data_dir / "mongo"), log_dir))
             print(f"starting Tansu on 127.0.0.1:{broker_port}")
@@ -170,6 +180,19 @@ def _web_server(settings: Settings, name: str, env: dict, log_dir: Path):
     argv = infra.gunicorn_argv(f"services.{name}.app:create_app()", port, workers=settings.web_workers,
                                threads=settings.web_threads, name=name)
     return infra.ManagedProcess(f"{name}-web", argv, port, log_dir / f"{name}-web.log", env=env).start()
+
+
+def _ports_to_claim(settings: Settings, no_infra: bool) -> dict[str, int]:
+    """The local ports `up` starts a server on, by who and the setting that moves it."""
+    ports = {} if no_infra else {"SecantusDB, MONGODB_URI": _port_of_uri(settings.mongodb_uri, 27017),
+                                 "Tansu, KAFKA_BOOTSTRAP_SERVERS": _broker_port(settings)}
+    for name in (*SERVICES, "portal"):
+        ports[f"{name}, {name.upper()}_PORT"] = settings.port_of(name)
+    return ports
+
+
+def _broker_port(settings: Settings) -> int:
+    return int(settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
 
 
 def _port_of_uri(uri: str, default: int) -> int:

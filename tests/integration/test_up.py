@@ -1,30 +1,42 @@
-"""`socorg up` brings up the whole system (on free ports here) and Ctrl-C stops every child."""
+"""`socorg up` brings up the whole system (on free ports here) and Ctrl-C stops every child; with a port it
+needs taken by another program, it starts nothing and says which."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import psutil
+import pytest
 import requests
 
 from shared import infra
 from tests.support.stack import wait_until
 
 
-def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
-    ports = {name: infra.free_port() for name in ("mongo", "broker", "registry", "evaluation", "fund", "portal")}
-    env = dict(os.environ,
+def up_env(tmp_path, ports: dict[str, int]) -> dict[str, str]:
+    return dict(os.environ,
                MONGODB_URI=f"mongodb://127.0.0.1:{ports['mongo']}",
                KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{ports['broker']}",
                REGISTRY_PORT=str(ports["registry"]), EVALUATION_PORT=str(ports["evaluation"]),
                FUND_PORT=str(ports["fund"]), PORTAL_PORT=str(ports["portal"]), SOCORG_DATA_DIR=str(tmp_path / "data"),
                WEB_CONCURRENCY="1", WEB_THREADS="2", SOCORG_LOG_LEVEL="WARNING")
-    socorg = Path(sys.executable).with_name("socorg")
-    up = subprocess.Popen([str(socorg), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+
+
+def free_ports() -> dict[str, int]:
+    return {name: infra.free_port() for name in ("mongo", "broker", "registry", "evaluation", "fund", "portal")}
+
+
+SOCORG = Path(sys.executable).with_name("socorg")
+
+
+def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path):
+    ports = free_ports()
+    up = subprocess.Popen([str(SOCORG), "up"], env=up_env(tmp_path, ports), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, start_new_session=True)
     try:
         for service in ("registry", "evaluation", "fund"):
@@ -54,3 +66,18 @@ def _ready(url: str) -> bool:
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+@pytest.mark.parametrize("taken, named", [("registry", "(registry, REGISTRY_PORT)"),
+                                          ("mongo", "(SecantusDB, MONGODB_URI)")])
+def test_up_with_a_port_taken_by_another_program_starts_nothing_and_says_which(tmp_path, taken, named):
+    ports = free_ports()
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", ports[taken]))
+        other_program.listen()
+        result = subprocess.run([str(SOCORG), "up"], env=up_env(tmp_path, ports), capture_output=True, text=True,
+                                timeout=60)
+    assert result.returncode == 1
+    assert f"another program already listens on {ports[taken]} {named}" in result.stderr
+    assert "socorg is up" not in result.stdout and "starting" not in result.stdout
+    assert not (tmp_path / "data" / "mongo").exists()  # nothing was started
