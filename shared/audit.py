@@ -8,10 +8,10 @@ action or show one that did not commit. Officers read it at `GET /api/v1/audit?s
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields
 
 from shared.auth import requires
+from shared.blueprint import Blueprint
 from shared.schemas import PageArgs, Schema, page_of, page_response, skip_of
 
 

@@ -303,8 +303,8 @@ def http_exception_response(error: HTTPException) -> Response:
         for location, messages in data["messages"].items():
             prefix = "" if location in ("json", "query", "querystring", "form", "json_or_form") else location
             errors.update(flatten_errors(messages, prefix))
-        if status == 400:
-            detail = "the request body is not valid JSON"
+        if status == 400:  # a body that is not JSON (shared.blueprint says what is wrong with it)
+            detail = ": ".join(["the request body is not valid JSON", *(m for msgs in errors.values() for m in msgs)])
         else:
             status = 422
             detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()) or "invalid request"

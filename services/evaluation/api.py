@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.evaluation.schemas import (AssignmentListArgs, AssignmentRunSchema, AssignmentSchema,
                                          AwardsCreateSchema, AwardsGrantedSchema, AwardSchema, DisqualifySchema,
@@ -11,6 +10,7 @@ from services.evaluation.schemas import (AssignmentListArgs, AssignmentRunSchema
                                          ReviewerCreateSchema, ReviewerSchema, ReviewSchema, RoundCreateSchema,
                                          RoundListArgs, RoundSchema, ScoreSubmissionSchema, VerificationSchema)
 from shared.auth import current_principal, requires
+from shared.blueprint import Blueprint
 from shared.organizations import read_model_blueprint
 from shared.schemas import PageArgs, page_of
 from shared.web import idempotency_key, store

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.fund.schemas import (AccountListSchema, ClawbackRequestSchema, ClawbackSchema, DisbursementRequestSchema,
                                    DisbursementSchema, EntrySchema, FundCreateSchema, FundListArgs, FundSchema,
@@ -11,6 +10,7 @@ from services.fund.schemas import (AccountListSchema, ClawbackRequestSchema, Cla
                                    OccupancySchema, ResidencyCreateSchema, ResidencyListArgs, ResidencySchema,
                                    UnitCreateSchema, UnitSchema)
 from shared.auth import current_principal, requires
+from shared.blueprint import Blueprint
 from shared.organizations import read_model_blueprint
 from shared.schemas import PageArgs, page_of, page_response
 from shared.web import idempotency_key, store

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.registry import search
 from services.registry.schemas import (ApplicationSchema, FlagRequestSchema, FlagSchema, OrganizationSchema,
@@ -13,6 +12,7 @@ from services.registry.schemas import (ApplicationSchema, FlagRequestSchema, Fla
                                        SweepRequestSchema, SweepSchema)
 from services.registry.domain import PUBLIC_STATUSES
 from shared.auth import current_principal, requires
+from shared.blueprint import Blueprint
 from shared.errors import NotFound, PreconditionFailed
 from shared.ratelimit import rate_limited
 from shared.schemas import PageArgs, page_of, page_response

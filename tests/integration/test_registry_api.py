@@ -3,6 +3,8 @@ register and the events. (Terms, reports and risk lists: test_registry_risk.py; 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from services.registry.identifiers import is_valid_uscc
@@ -102,6 +104,27 @@ def test_wrong_json_types_are_422_not_500(stack):
     for overrides in ({"registered_funds_fen": "lots"}, {"registered_funds_fen": 1.5}, {"term_years": "5"},
                       {"council": "everyone"}, {"members": [1]}, {"name": None}):
         check_problem(applicant.post(ORGS, application(**overrides)), 422)
+
+
+def test_a_body_saved_with_a_byte_order_mark_is_read(stack):
+    """Notepad saves UTF-8 with a byte order mark; RFC 8259 lets a parser ignore it."""
+    body = application()
+    raw = b"\xef\xbb\xbf" + json.dumps(body, ensure_ascii=False).encode()
+    created = stack.client("registry", "applicant").post(ORGS, raw=raw)
+    assert created.status == 201, created.body
+    assert created.body["name"] == body["name"]
+
+
+@pytest.mark.parametrize("raw, words", [
+    (b'{"name": "x",\n "type" "foundation"}', "Expecting ':' delimiter at line 2, column 9"),
+    (b'{"name": "x"', "at line 1, column 13"),
+    (json.dumps({"name": "上海市浦东新区编码服务中心"}, ensure_ascii=False).encode("gbk"), "not UTF-8"),
+])
+def test_a_body_that_is_not_json_is_a_400_saying_what_is_wrong_and_where(stack, raw, words):
+    before = counts(stack)
+    problem = check_problem(stack.client("registry", "applicant").post(ORGS, raw=raw), 400)
+    assert problem["detail"].startswith("the request body is not valid JSON: ") and words in problem["detail"], problem
+    assert counts(stack) == before
 
 
 def test_duplicate_name_is_409_until_the_holder_is_rejected(stack):
