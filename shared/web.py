@@ -19,17 +19,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request, send_from_directory
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
+from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from shared import logs
 from shared.audit import audit_blueprint
-from shared.errors import PROBLEM_JSON, Problem, ValidationFailed, flatten_errors, problem_body
+from shared.errors import PROBLEM_JSON, NotFound, Problem, ValidationFailed, flatten_errors, problem_body
 from shared.events import source_of
 from shared.metrics import Registry
 from shared.mongo import connect
@@ -40,7 +41,11 @@ from shared.unit_of_work import IdempotencyKey, UnitOfWork
 
 log = logging.getLogger("socorg.web")
 MAX_BODY_BYTES = 1024 * 1024
-SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+# Swagger UI (the /docs page) is served by each service from the swagger-ui-bundle package, not from a CDN:
+# public CDNs are slow or blocked on many networks the bureau's developers use, and the page then stays blank.
+SWAGGER_UI_ASSETS = "/docs/assets/"
+SWAGGER_UI_FILES = frozenset(("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
+                              "favicon-32x32.png", "favicon-16x16.png"))
 
 
 @dataclass
@@ -104,7 +109,7 @@ def create_service_app(service: str, settings: Settings | None, *, blueprints: I
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_CDN,
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_ASSETS,
     )
     app.json.ensure_ascii = False
     # Keys in the schema's order, not sorted: sorting every response costs time and tells a client nothing
@@ -153,6 +158,12 @@ def _install_operational_routes(app: Flask, ctx: ServiceContext) -> None:
     def metrics():
         return Response(ctx.metrics.render(), mimetype="text/plain; version=0.0.4")
 
+    @app.get(SWAGGER_UI_ASSETS + "<filename>")
+    def swagger_ui_asset(filename: str):
+        if filename not in SWAGGER_UI_FILES:
+            raise NotFound(f"no file {filename} of the docs page")
+        return send_from_directory(swagger_ui_path, filename, max_age=86400)
+
 
 def _mongo_answers(client: MongoClient) -> bool:
     try:
@@ -186,13 +197,12 @@ INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 
 
 def docs_csp(html: str) -> str:
-    """The Swagger UI page's policy: its scripts and styles from the CDN only, its one inline script by hash
-    (so no other inline script runs), the OpenAPI document from this service, and never in a frame."""
+    """The Swagger UI page's policy: its scripts and styles from this service only, its one inline script by
+    hash (so no other inline script runs), the OpenAPI document from this service, and never in a frame."""
     hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
                       for body in INLINE_SCRIPT.findall(html))
-    return (f"default-src 'none'; script-src {SWAGGER_UI_CDN} {hashes}; style-src {SWAGGER_UI_CDN} 'unsafe-inline'; "
-            f"img-src 'self' data: {SWAGGER_UI_CDN}; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-            "form-action 'none'")
+    return (f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
 # What every answer carries (a view's own header of the same name wins), built once; API answers are not cached.
