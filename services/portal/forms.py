@@ -152,7 +152,7 @@ def row_indexes(form: Mapping[str, str], prefix: str) -> list[int]:
     indexes = set()
     for key in form:
         parts = key.split(".")
-        if len(parts) == 3 and parts[0] == prefix and parts[1].isdigit():
+        if len(parts) == 3 and parts[0] == prefix and parts[1].isascii() and parts[1].isdigit():
             indexes.add(int(parts[1]))
     return sorted(indexes)
 

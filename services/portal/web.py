@@ -124,7 +124,7 @@ def safe_next(target: str | None, default: str) -> str:
 
 
 # -- forms -------------------------------------------------------------------------------------------
-ROW_KEY = re.compile(r"^(?P<prefix>[a-z_]+)\.(?P<index>\d+)\.(?P<field>[a-z_]+)$")
+ROW_KEY = re.compile(r"^(?P<prefix>[a-z_]+)\.(?P<index>\d+)\.(?P<field>[a-z_]+)$", re.ASCII)
 
 
 def label_of(key: str, labels: Mapping[str, str]) -> str:

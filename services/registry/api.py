@@ -49,7 +49,7 @@ def expected_version() -> int | None:
     if header is None or header.strip() == "*":
         return None
     tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    if not (tag.isascii() and tag.isdigit()):  # int() refuses some of what isdigit() takes (²)
         raise PreconditionFailed(f"If-Match {header!r} names no version of this organization")
     return int(tag)
 

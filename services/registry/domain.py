@@ -159,7 +159,7 @@ def name_problems(name: str, org_type: str, rules: Rules) -> list[str]:
 
 
 # -- applications --------------------------------------------------------------------------------------
-PHONE = re.compile(r"^(\+?86[- ]?)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}(-\d{1,6})?)$")
+PHONE = re.compile(r"^(\+?86[- ]?)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}(-\d{1,6})?)$", re.ASCII)  # \d: 0-9 only
 
 
 def application_problems(application: dict, rules: Rules) -> dict[str, list[str]]:
@@ -173,7 +173,9 @@ def application_problems(application: dict, rules: Rules) -> dict[str, list[str]
     for message in name_problems(application["name"], org_type, rules):
         add("name", message)
     id_number = application["legal_representative"]["id_number"]
-    if not identifiers.is_valid_id_number(id_number):
+    if not id_number.isascii():
+        add("legal_representative.id_number", "digits 0-9 and X only, half-width (not full-width)")
+    elif not identifiers.is_valid_id_number(id_number):
         add("legal_representative.id_number", "not a valid resident ID number (GB 11643 check character)")
     elif not identifiers.id_number_birth_date(id_number):
         add("legal_representative.id_number", "the birth date in the ID number is not a real date")

@@ -23,8 +23,14 @@ def org_code_check(body: str) -> str:
     return {10: "X", 11: "0"}.get(check, str(check))
 
 
+def ascii_digits(text: str) -> bool:
+    """Only 0-9: str.isdigit() also takes full-width (２), Arabic-Indic (٢) and superscript (²) digits, the last
+    of which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _org_value(char: str) -> int:
-    if char.isdigit():
+    if "0" <= char <= "9":
         return int(char)
     if "A" <= char <= "Z":
         return ord(char) - ord("A") + 10
@@ -41,7 +47,7 @@ def uscc_check(first17: str) -> str:
 
 def make_uscc(org_type: str, area_code: str, org_body: str) -> str:
     """Build a civil-affairs USCC: `5`, the type digit, the area code, the organization code, the check."""
-    if len(area_code) != 6 or not area_code.isdigit():
+    if len(area_code) != 6 or not ascii_digits(area_code):
         raise ValueError("the area code has 6 digits")
     first17 = CIVIL_AFFAIRS + TYPE_DIGIT[org_type] + area_code + org_body + org_code_check(org_body)
     return first17 + uscc_check(first17)
@@ -68,7 +74,7 @@ def org_body_from_number(number: int) -> str:
 
 def is_valid_id_number(id_number: str) -> bool:
     """GB 11643 resident ID: 17 digits and a check character."""
-    if not isinstance(id_number, str) or len(id_number) != 18 or not id_number[:17].isdigit():
+    if not isinstance(id_number, str) or len(id_number) != 18 or not ascii_digits(id_number[:17]):
         return False
     total = sum(w * int(d) for w, d in zip(ID_WEIGHTS, id_number[:17]))
     return ID_CHECK[total % 11] == id_number[17].upper()

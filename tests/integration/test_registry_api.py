@@ -186,6 +186,7 @@ def test_stale_if_match_is_412_and_changes_nothing(stack):
     before = counts(stack)
     check_problem(officer.post(f"{ORGS}/{organization['id']}/approve", headers={"If-Match": '"7"'}), 412)
     check_problem(officer.post(f"{ORGS}/{organization['id']}/approve", headers={"If-Match": "nonsense"}), 412)
+    check_problem(officer.post(f"{ORGS}/{organization['id']}/approve", headers={"If-Match": '"\u00b2"'}), 412)  # ²
     assert counts(stack) == before
     fresh = officer.post(f"{ORGS}/{organization['id']}/approve", headers={"If-Match": '"1"'})
     assert fresh.status == 200

@@ -124,3 +124,9 @@ def test_each_risk_flag_says_what_clears_it(flag, link, needle):
     assert needle in advice.action or needle in advice.meaning
     if flag["reason"].startswith("annual_report_missing"):
         assert advice.params == {"year": "2025"}
+
+
+def test_rows_are_numbered_with_digits_0_to_9_only():
+    """A crafted field name with a digit int() refuses (council.².name) is no row, not a crash."""
+    form = {"council.0.name": "a", "council.2.name": "b", "council.².name": "c", "council.٣.name": "d"}
+    assert forms.row_indexes(form, "council") == [0, 2]

@@ -87,6 +87,10 @@ def test_organization_numbers_are_bounded(bad):
     ("11010519491231002X1", False),
     ("A1010519491231002X", False),
     ("", False),
+    # Digits only 0-9: str.isdigit() takes these too (and int() refuses the superscript: it was a 500).
+    ("1101051949123100２X", False),  # a full-width 2, which the check character would otherwise accept
+    ("١١٠١٠٥١٩٤٩١٢٣١٠٠٢X", False),  # Arabic-Indic digits
+    ("²" * 17 + "X", False),  # superscript two
 ])
 def test_resident_id_check_character(number, valid):
     assert ids.is_valid_id_number(number) is valid

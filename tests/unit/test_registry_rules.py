@@ -154,6 +154,8 @@ def with_check_character(first17: str) -> str:
     ("110105194912310021", "check character"),
     (with_check_character("11010519491331002"), "birth date"),  # month 13, with a correct check character
     (with_check_character("11010520230229002"), "birth date"),  # 29 February of a common year
+    ("１１０１０５１９４９１２３１００２Ｘ", "half-width"),  # typed with a full-width input method
+    ("²" * 17 + "X", "half-width"),
 ])
 def test_legal_representative_id_number(id_number, words):
     found = problems(legal_representative={"name": "张三", "id_number": id_number})
@@ -163,6 +165,7 @@ def test_legal_representative_id_number(id_number, words):
 @pytest.mark.parametrize("phone, ok", [
     ("13800138000", True), ("+86 13800138000", True), ("021-68881234", True), ("02168881234", True),
     ("021-6888123-801", True), ("12800138000", False), ("1380013800", False), ("hello", False),
+    ("13８00138000", False), ("13٨00138000", False),  # digits other than 0-9
 ])
 def test_phone_formats(phone, ok):
     assert ("contact.phone" not in problems(contact={"phone": phone, "email": "a@b.cn"})) is ok
