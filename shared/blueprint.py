@@ -6,17 +6,44 @@ as RFC 8259 allows and says what is wrong with one it cannot read.
   refused as "not valid JSON".
 - A body that is not JSON is a 400 whose detail names the problem and where it is (`Expecting ',' delimiter
   at line 3, column 5`), or that the body is not UTF-8 (a client sending GBK, for instance).
+- A string with an unpaired surrogate escape (`"\\ud800"`: JSON's grammar allows it, Unicode has no such
+  character) is a 400 too: no database or broker can store it, and it reached the insert as a 500. So is
+  a body nested deeper than the parser goes (a 500 too, before).
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import flask_smorest
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 
 NOT_UTF8 = "the body is not UTF-8 text (JSON is exchanged in UTF-8, RFC 8259)"
+LONE_SURROGATE = "a string holds an unpaired surrogate escape (\\ud800-\\udfff alone): it is no Unicode character"
+TOO_DEEP = "arrays and objects nest too deeply (hundreds of levels)"
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only a body with one of these needs looking into
+
+
+class UnpairedSurrogate(ValueError):
+    pass
+
+
+def check_text(value) -> None:
+    """Raise UnpairedSurrogate if a string (or key) anywhere in the parsed body is not valid Unicode text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UnpairedSurrogate(LONE_SURROGATE) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key)
+            check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            check_text(item)
 
 
 def invalid_json_message(error: Exception) -> str:
@@ -26,6 +53,10 @@ def invalid_json_message(error: Exception) -> str:
         return NOT_UTF8
     if isinstance(error, json.JSONDecodeError):
         return f"{error.msg} at line {error.lineno}, column {error.colno}"
+    if isinstance(error, UnpairedSurrogate):
+        return LONE_SURROGATE
+    if isinstance(error, RecursionError):
+        return TOO_DEEP
     return str(error)
 
 
@@ -33,8 +64,15 @@ class JsonBodyParser(FlaskParser):
     def _raw_load_json(self, req):
         if not is_json_request(req):
             return core.missing
-        # utf-8-sig: UTF-8, without the byte order mark if there is one.
-        return core.parse_json(req.get_data(cache=True), encoding="utf-8-sig")
+        body = req.get_data(cache=True)
+        try:
+            # utf-8-sig: UTF-8, without the byte order mark if there is one.
+            parsed = core.parse_json(body, encoding="utf-8-sig")
+            if SURROGATE_ESCAPE.search(body):
+                check_text(parsed)
+        except (UnpairedSurrogate, RecursionError) as exc:
+            self._handle_invalid_json_error(exc, req)
+        return parsed
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):
         abort(400, exc=error, messages={"json": [invalid_json_message(error)]})

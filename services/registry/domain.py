@@ -149,6 +149,11 @@ def name_problems(name: str, org_type: str, rules: Rules) -> list[str]:
                         f"(this one has {len(trimmed)})")
     if not folded.startswith(unicodedata.normalize("NFKC", rules.region_prefix)):
         problems.append(f"a name begins with the region prefix {rules.region_prefix}")
+    # Invisible characters (zero-width space, joiners, soft hyphen: Unicode's "format" characters) and control
+    # characters would make a second, different-looking-the-same name, and hide a forbidden word (中\u200b国).
+    hidden = sorted({f"U+{ord(char):04X}" for char in trimmed if unicodedata.category(char) in ("Cc", "Cf")})
+    if hidden:
+        problems.append(f"a name must not contain invisible or control characters ({', '.join(hidden)})")
     for word in rules.forbidden_name_words:
         if word in folded:
             problems.append(f"a name must not contain {word}")

@@ -127,6 +127,24 @@ def test_a_body_that_is_not_json_is_a_400_saying_what_is_wrong_and_where(stack, 
     assert counts(stack) == before
 
 
+@pytest.mark.parametrize("field, value", [("address", "上海\ud800"), ("council", [{"name": "\udc00", "role": "chair"}])])
+def test_a_string_that_is_not_unicode_text_is_a_400_and_writes_nothing(stack, field, value):
+    """JSON can escape half a surrogate pair; no database or broker can store one (it was a 500)."""
+    before = counts(stack)
+    raw = json.dumps(application(**{field: value})).encode()
+    problem = check_problem(stack.client("registry", "applicant").post(ORGS, raw=raw), 400)
+    assert "unpaired surrogate" in problem["detail"]
+    assert counts(stack) == before
+    emoji = stack.client("registry", "applicant").post(ORGS, raw=json.dumps(application(address="上海\U0001F600")).encode())
+    assert emoji.status == 201 and emoji.body["address"] == "上海\U0001F600"  # a surrogate pair, escaped: one character
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000])
+def test_a_body_nested_beyond_reason_is_a_400(stack, raw):
+    problem = check_problem(stack.client("registry", "applicant").post(ORGS, raw=raw), 400)
+    assert "nest too deeply" in problem["detail"]
+
+
 def test_duplicate_name_is_409_until_the_holder_is_rejected(stack):
     body = application()
     first = apply(stack, body)

@@ -70,6 +70,11 @@ def test_valid_names(name, org_type):
     (PREFIX + "慈善协会", "foundation", "基金会"),
     (PREFIX + "社" * 44, "social_service_agency", "6 to 50"),  # 51 characters
     ("上海市浦东新区", "social_group", "ends with"),
+    # Invisible characters: a second name that looks like the first, or a forbidden word hidden.
+    (PREFIX + "集\u200b邮协会", "social_group", "invisible or control characters (U+200B)"),
+    (PREFIX + "中\u200d国集邮协会", "social_group", "U+200D"),
+    (PREFIX + "集邮\u00ad协会", "social_group", "U+00AD"),  # a soft hyphen
+    (PREFIX + "集邮\t协会", "social_group", "U+0009"),
 ])
 def test_broken_name_rules_are_named(name, org_type, words):
     found = domain.name_problems(name, org_type, RULES)
