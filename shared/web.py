@@ -216,8 +216,7 @@ def _install_request_hooks(app: Flask, ctx: ServiceContext) -> None:
 
     @app.before_request
     def start():
-        # 128 random bits as hex: what uuid4().hex gave, without building a UUID object on every request.
-        g.request_id = request.headers.get("X-Request-ID") or os.urandom(16).hex()
+        g.request_id = request_id()
         g.started = time.perf_counter()
         refuse_oversized_stream()
 
@@ -250,6 +249,20 @@ def _install_request_hooks(app: Flask, ctx: ServiceContext) -> None:
                         extra={"method": req.method, "path": path, "status": status,
                                "duration_ms": round(elapsed * 1000, 2)})
         return response
+
+
+# What a request id from a proxy or a client looks like (a UUID, hex, a trace id): anything else is replaced,
+# since the id goes into every log line of the request and back in the answer.
+GIVEN_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id() -> str:
+    """The request's X-Request-ID if it has a usable one (a proxy's, to follow a request across services),
+    otherwise a new one: 128 random bits as hex (what uuid4().hex gave, without building a UUID object)."""
+    given = request.headers.get("X-Request-ID")
+    if given and GIVEN_REQUEST_ID.fullmatch(given):
+        return given
+    return os.urandom(16).hex()
 
 
 def refuse_oversized_stream() -> None:

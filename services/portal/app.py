@@ -7,7 +7,6 @@ The portal has no database: it calls the three services' public APIs with the si
 from __future__ import annotations
 
 import logging
-import secrets
 
 from flask import Flask, Response, g, redirect, render_template, request, session, url_for
 from flask_babel import Babel, format_decimal, gettext
@@ -23,7 +22,7 @@ from shared import logs
 from shared.errors import TooManyRequests
 from shared.ratelimit import MemoryRateLimiter
 from shared.settings import Settings, SettingsError
-from shared.web import refuse_oversized_stream
+from shared.web import refuse_oversized_stream, request_id
 
 log = logging.getLogger("socorg.portal")
 SERVICE = "portal"
@@ -173,7 +172,7 @@ def _install_error_pages(app: Flask) -> None:
 def _install_hooks(app: Flask) -> None:
     @app.before_request
     def before():
-        g.request_id = request.headers.get("X-Request-ID") or secrets.token_hex(8)
+        g.request_id = request_id()
         refuse_oversized_stream()
         check_csrf()
 

@@ -158,6 +158,10 @@ def test_operational_endpoints(stack):
     assert stack.app("registry").test_client().get("/docs").status_code == 200
     response = stack.app("registry").test_client().get("/healthz", headers={"X-Request-ID": "abc"})
     assert response.headers["X-Request-ID"] == "abc"
+    # A client's id goes into every log line of its request: one that is no id is replaced by a new one.
+    for unusable in ("x" * 129, "a b", "<script>", "id\u00e9"):
+        replaced = stack.app("registry").test_client().get("/healthz", headers={"X-Request-ID": unusable})
+        assert len(replaced.headers["X-Request-ID"]) == 32 and replaced.headers["X-Request-ID"] != unusable
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
