@@ -14,36 +14,14 @@ as RFC 8259 allows and says what is wrong with one it cannot read.
 from __future__ import annotations
 
 import json
-import re
 
 import flask_smorest
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 
+from shared.text import LONE_SURROGATE, TOO_DEEP, UnpairedSurrogate, check_text, may_hold_surrogates
+
 NOT_UTF8 = "the body is not UTF-8 text (JSON is exchanged in UTF-8, RFC 8259)"
-LONE_SURROGATE = "a string holds an unpaired surrogate escape (\\ud800-\\udfff alone): it is no Unicode character"
-TOO_DEEP = "arrays and objects nest too deeply (hundreds of levels)"
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only a body with one of these needs looking into
-
-
-class UnpairedSurrogate(ValueError):
-    pass
-
-
-def check_text(value) -> None:
-    """Raise UnpairedSurrogate if a string (or key) anywhere in the parsed body is not valid Unicode text."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UnpairedSurrogate(LONE_SURROGATE) from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_text(key)
-            check_text(item)
-    elif isinstance(value, list):
-        for item in value:
-            check_text(item)
 
 
 def invalid_json_message(error: Exception) -> str:
@@ -68,7 +46,7 @@ class JsonBodyParser(FlaskParser):
         try:
             # utf-8-sig: UTF-8, without the byte order mark if there is one.
             parsed = core.parse_json(body, encoding="utf-8-sig")
-            if SURROGATE_ESCAPE.search(body):
+            if may_hold_surrogates(body):
                 check_text(parsed)
         except (UnpairedSurrogate, RecursionError) as exc:
             self._handle_invalid_json_error(exc, req)

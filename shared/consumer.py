@@ -371,6 +371,9 @@ class Consumer:
             return Decoded(message, decode(message.value))
         except InvalidEvent as exc:
             return Decoded(message, None, f"invalid event: {exc}")
+        except Exception as exc:  # noqa: BLE001 - decoding the same bytes fails again: dead-letter, never stop here
+            log.exception("decoding a message failed unexpectedly")
+            return Decoded(message, None, f"undecodable: {type(exc).__name__}: {exc}")
 
     def _apply(self, session: ClientSession, items: list[Decoded]) -> int:
         ids = list(dict.fromkeys(item.event["id"] for item in items))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from shared.text import TOO_DEEP, UnpairedSurrogate, check_text, may_hold_surrogates
+
 SPECVERSION = "1.0"
 TYPE_PREFIX = "org.socorg."
 SYSTEM_ACTOR = "system"
@@ -92,8 +94,14 @@ def decode(raw: bytes | None) -> dict[str, Any]:
         raise InvalidEvent("empty message")
     try:
         document = json.loads(raw)
+        if may_hold_surrogates(raw):
+            check_text(document)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEvent(f"not JSON: {TOO_DEEP}") from None
+    except UnpairedSurrogate as exc:
+        raise InvalidEvent(str(exc)) from None
     if not isinstance(document, dict):
         raise InvalidEvent("not a JSON object")
     missing = [name for name in REQUIRED_ATTRIBUTES if name not in document]

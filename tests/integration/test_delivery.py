@@ -185,6 +185,15 @@ def test_poison_message_goes_to_the_dlq_and_the_consumer_moves_on(stack):
     topic = stack.settings.topic("registry")
     producer = KafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap_servers)
     producer.send(topic, key=b"poison", value=b"{this is not json")
+    # JSON, but nested beyond any parser's reach (it raised RecursionError, out of the decode step), and an
+    # envelope holding half a surrogate pair, which no database can store.
+    too_deep = b"[" * 5000 + b"]" * 5000
+    producer.send(topic, key=b"deep", value=too_deep)
+    half = envelope(Event(type="registry.organization.registered", subject="org_half",
+                          data={"actor": "test", "organization": {"id": "org_half", "version": 1}}),
+                    source_of("registry"))
+    half_pair = encode(half).replace(b'"org_half"', b'"org_\\ud800"', 1)
+    producer.send(topic, key=b"half", value=half_pair)
     # A well-formed event whose handler fails every time (its snapshot is not an object with a version).
     broken = envelope(Event(type="registry.organization.registered", subject="org_broken",
                             data={"actor": "test", "organization": {"id": "org_broken", "version": "not-a-number"}}),
@@ -195,7 +204,7 @@ def test_poison_message_goes_to_the_dlq_and_the_consumer_moves_on(stack):
 
     # The consumer kept going: the valid event after the poison ones was applied.
     wait_until(lambda: read_models(stack, "fund", [organization["id"]]), timeout=20, message="valid event applied")
-    wait_until(lambda: stack.db("fund")["dead_letters"].count_documents({}) == 2, timeout=20, message="dead letters")
+    wait_until(lambda: stack.db("fund")["dead_letters"].count_documents({}) == 4, timeout=20, message="dead letters")
 
     dlq = KafkaConsumer(dlq_topic(topic), bootstrap_servers=stack.settings.kafka_bootstrap_servers,
                         group_id=f"{stack.name}-dlq-reader", auto_offset_reset="earliest",
@@ -204,13 +213,13 @@ def test_poison_message_goes_to_the_dlq_and_the_consumer_moves_on(stack):
         letters = []
         for message in dlq:
             letters.append(message)
-            if len(letters) >= 4:  # evaluation and fund each dead-letter both messages
+            if len(letters) >= 8:  # evaluation and fund each dead-letter the four messages
                 break
     finally:
         dlq.close()
-    assert len(letters) == 4
+    assert len(letters) == 8
     values = {message.value for message in letters}
-    assert values == {b"{this is not json", encode(broken)}
+    assert values == {b"{this is not json", too_deep, half_pair, encode(broken)}
     for message in letters:
         headers = dict(message.headers)
         assert headers["x-original-topic"].decode() == topic
@@ -218,4 +227,5 @@ def test_poison_message_goes_to_the_dlq_and_the_consumer_moves_on(stack):
     assert stack.db("fund")["organizations"].find_one({"_id": "org_broken"}) is None
     errors = [d["error"] for d in stack.db("fund")["dead_letters"].find()]
     assert any("invalid event" in e for e in errors) and any("ValueError" in e for e in errors)
+    assert any("nest too deeply" in e for e in errors) and any("unpaired surrogate" in e for e in errors)
     json.dumps(errors)  # stored errors are plain text

@@ -64,3 +64,27 @@ def test_decode_rejects_foreign_types_and_versions():
 
 def test_dlq_topic_name():
     assert dlq_topic("registry.organizations.v1") == "registry.organizations.v1.dlq"
+
+
+@pytest.mark.parametrize("raw, words", [
+    (b"[" * 5000 + b"]" * 5000, "nest too deeply"),  # raised RecursionError, which stopped the consumer
+    (b'{"specversion": "1.0", "id": "\\ud800"}', "unpaired surrogate"),
+])
+def test_a_message_no_handler_could_apply_is_an_invalid_event(raw, words):
+    with pytest.raises(InvalidEvent, match=words):
+        decode(raw)
+
+
+def test_a_message_whose_decoding_fails_unexpectedly_is_dead_lettered_not_raised(monkeypatch):
+    """Decoding the same bytes fails every time: the consumer's decode step turns any failure into a dead
+    letter, so one message cannot stop the consumer (a RecursionError did)."""
+    from types import SimpleNamespace
+
+    from shared import consumer
+
+    def broken(raw):
+        raise KeyError("a bug in decoding")
+
+    monkeypatch.setattr(consumer, "decode", broken)
+    decoded = consumer.Consumer._decode(SimpleNamespace(value=b"{}"))
+    assert decoded.event is None and "undecodable: KeyError" in decoded.error
