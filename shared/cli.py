@@ -86,8 +86,18 @@ def _replay(settings: Settings, service: str) -> int:
     from shared.mongo import connect
     from shared.outbox import Outbox
 
+    from pymongo.errors import PyMongoError
+
     client = connect(settings.mongodb_uri)
-    count = Outbox(client[settings.db_of(service)], source_of(service)).mark_all_for_replay()
+    try:
+        count = Outbox(client[settings.db_of(service)], source_of(service)).mark_all_for_replay()
+    except PyMongoError as exc:
+        # Markers already queued stay queued (each is an event to publish, once more at worst); run it again.
+        print(f"socorg: replay of {service} stopped, MongoDB did not answer ({type(exc).__name__}: "
+              f"{str(exc).split(', Timeout')[0]}); run it again once MONGODB_URI answers", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
     print(f"{count} events of {service} queued for publishing again")
     return 0
 
