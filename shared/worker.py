@@ -11,11 +11,13 @@ import importlib
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import ConnectionFailure
 
 from shared import logs
 from shared.consumer import Consumer, Handler
@@ -144,4 +146,22 @@ def run_worker(service: str, settings: Settings | None = None) -> None:
     logs.configure(f"{service}-worker", settings.log_level, settings.kafka_log_level)
     # `kill -USR1 PID` writes every thread's stack to stderr and the worker goes on: for one that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    Worker(service, settings).run_forever()
+    client = connect(settings.mongodb_uri, app_name=f"{service}-worker")
+    wait_for_mongodb(client, f"{service} worker")
+    Worker(service, settings, client=client).run_forever()
+
+
+def wait_for_mongodb(client: MongoClient, who: str, *, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
+    """Return once the database answers, saying every so often that it does not. A worker started before its
+    database (a cluster coming up, the database restarting) waits for it, instead of exiting with a traceback
+    to be restarted with a growing back-off. SIGTERM ends the wait as it ends the process."""
+    delay = first_delay
+    while True:
+        try:
+            client.admin.command("ping")
+            return
+        except ConnectionFailure as exc:
+            reason = str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0]
+            log.warning("%s: MongoDB does not answer (%s); trying again in %.0f s", who, reason, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, max_delay)
