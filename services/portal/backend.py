@@ -57,15 +57,17 @@ class ApiError(Exception):
 
 
 class ServiceClient:
-    """JSON calls to one service; every call carries the user's bearer token and a timeout."""
+    """JSON calls to one service; every call carries the user's bearer token and a timeout, and the portal
+    request's id, so the service's log lines of a page carry the id the page shows."""
 
     def __init__(self, service: str, base_url: str, token: str | None, *, timeout: float,
-                 http: requests.Session | None = None):
+                 http: requests.Session | None = None, request_id: str | None = None):
         self.service = service
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
         self.http = http or requests.Session()
+        self.request_id = request_id
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
                 idempotency_key: str | None = None) -> Any:
@@ -74,6 +76,8 @@ class ServiceClient:
             headers["Authorization"] = f"Bearer {self.token}"
         if idempotency_key and SAFE_KEY.fullmatch(idempotency_key):
             headers["Idempotency-Key"] = idempotency_key
+        if self.request_id:
+            headers["X-Request-ID"] = self.request_id
         params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         try:
             response = self.http.request(method, self.base_url + path, json=json, params=params, headers=headers,
@@ -106,8 +110,10 @@ class ServiceClient:
 class Backend:
     """The three services as one user sees them."""
 
-    def __init__(self, urls: dict[str, str], token: str | None, *, timeout: float, http: requests.Session):
-        self.clients = {service: ServiceClient(service, urls[service], token, timeout=timeout, http=http)
+    def __init__(self, urls: dict[str, str], token: str | None, *, timeout: float, http: requests.Session,
+                 request_id: str | None = None):
+        self.clients = {service: ServiceClient(service, urls[service], token, timeout=timeout, http=http,
+                                               request_id=request_id)
                         for service in SERVICES}
 
     @property

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
-from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 
 from services.portal.backend import ApiError, Backend
@@ -95,7 +95,8 @@ def backend() -> Backend:
     config = settings()
     user = current_user()
     urls = {"registry": config.registry_url, "evaluation": config.evaluation_url, "fund": config.fund_url}
-    return Backend(urls, user.token if user else None, timeout=config.portal_timeout_seconds, http=http_session())
+    return Backend(urls, user.token if user else None, timeout=config.portal_timeout_seconds, http=http_session(),
+                   request_id=g.get("request_id"))
 
 
 # -- CSRF: every POST carries the session's token ----------------------------------------------------

@@ -130,3 +130,4 @@ def test_rows_are_numbered_with_digits_0_to_9_only():
     """A crafted field name with a digit int() refuses (council.².name) is no row, not a crash."""
     form = {"council.0.name": "a", "council.2.name": "b", "council.².name": "c", "council.٣.name": "d"}
     assert forms.row_indexes(form, "council") == [0, 2]
+
