@@ -38,7 +38,7 @@ class Scenarios:
         self.ids = {"organization_id": self.a.id, "uscc": self.a.uscc, "round_id": self.open.round_id,
                     "project_id": self.open.projects[0], "fund_id": self.fund_id,
                     "grant_id": seeds.ids["grant_id"][0], "residency_id": seeds.ids["residency_id"][0],
-                    "filename": "app.js"}
+                    "filename": "swagger-ui.css"}  # a file of the docs page; the services ship no static ones
 
     def target(self, path: str, ids: dict | None = None, **kw) -> Target:
         """A target in a's part of the world: by default a's project in the open round, with its reviewer."""

@@ -38,6 +38,7 @@ ANY_TOKEN = {"applicant": ALL, "reviewer": ALL, "officer": ALL}
 OFFICERS = {"officer": ALL}
 OPERATIONAL = {"GET /healthz": EVERYONE, "GET /readyz": EVERYONE, "GET /metrics": EVERYONE,
                "GET /openapi.json": EVERYONE, "GET /docs": EVERYONE,
+               "GET /docs/assets/{filename}": EVERYONE,  # Swagger UI's files, for the docs page
                "GET /static/{filename}": NOBODY}  # Flask's default static route: the services ship no files
 
 EXPECTED: dict[str, dict[str, dict]] = {
