@@ -128,6 +128,12 @@ def _up(settings: Settings, args) -> int:
               f"with those settings (--no-infra uses the MongoDB and Kafka that MONGODB_URI and "
               f"KAFKA_BOOTSTRAP_SERVERS name)", file=sys.stderr)
         return 1
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"socorg: cannot keep data in {data_dir} ({exc.strerror}): choose another directory with --data-dir "
+              f"or SOCORG_DATA_DIR", file=sys.stderr)
+        return 1
 
     try:
         if not args.no_infra:

@@ -81,3 +81,13 @@ def test_up_with_a_port_taken_by_another_program_starts_nothing_and_says_which(t
     assert f"another program already listens on {ports[taken]} {named}" in result.stderr
     assert "socorg is up" not in result.stdout and "starting" not in result.stdout
     assert not (tmp_path / "data" / "mongo").exists()  # nothing was started
+
+
+def test_up_with_a_data_directory_it_cannot_use_starts_nothing_and_says_so(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    result = subprocess.run([str(SOCORG), "up", "--data-dir", str(blocked / "data")],
+                            env=up_env(tmp_path, free_ports()), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"socorg: cannot keep data in {blocked / 'data'}" in result.stderr and "Traceback" not in result.stderr
+    assert "starting" not in result.stdout
