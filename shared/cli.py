@@ -135,6 +135,9 @@ def _up(settings: Settings, args) -> int:
               f"or SOCORG_DATA_DIR", file=sys.stderr)
         return 1
 
+    if args.no_infra and not _servers_answer(settings):
+        return 1
+
     try:
         if not args.no_infra:
             mongo_port = _port_of_uri(settings.mongodb_uri, 27017)
@@ -196,6 +199,26 @@ def _web_server(settings: Settings, name: str, env: dict, log_dir: Path):
     argv = infra.gunicorn_argv(f"services.{name}.app:create_app()", port, workers=settings.web_workers,
                                threads=settings.web_threads, name=name)
     return infra.ManagedProcess(f"{name}-web", argv, port, log_dir / f"{name}-web.log", env=env).start()
+
+
+def _servers_answer(settings: Settings) -> bool:
+    """With --no-infra, the MongoDB and Kafka the settings name must answer before anything starts (the web
+    processes need MongoDB to start, and the topics are created first)."""
+    from shared.mongo import connect
+    from shared.web import kafka_answers, mongodb_answers
+
+    client = connect(settings.mongodb_uri)
+    try:
+        silent = [name for name, answers in (("MongoDB (MONGODB_URI)", mongodb_answers(client)),
+                                             ("Kafka (KAFKA_BOOTSTRAP_SERVERS)",
+                                              kafka_answers(settings.kafka_bootstrap_servers)))
+                  if not answers]
+    finally:
+        client.close()
+    if silent:
+        print(f"socorg: --no-infra uses the servers the settings name, and {' and '.join(silent)} did not answer; "
+              f"start them, or leave out --no-infra to run local ones", file=sys.stderr)
+    return not silent
 
 
 def _ports_to_claim(settings: Settings, no_infra: bool) -> dict[str, int]:

@@ -145,7 +145,7 @@ def _install_operational_routes(app: Flask, ctx: ServiceContext) -> None:
 
     @app.get("/readyz")
     def readyz():
-        checks = {"mongodb": _mongo_answers(ctx.client), "kafka": _kafka_answers(ctx.settings.kafka_bootstrap_servers)}
+        checks = {"mongodb": mongodb_answers(ctx.client), "kafka": kafka_answers(ctx.settings.kafka_bootstrap_servers)}
         ready = all(checks.values())
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         if not ready:
@@ -165,7 +165,7 @@ def _install_operational_routes(app: Flask, ctx: ServiceContext) -> None:
         return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
 
-def _mongo_answers(client: MongoClient) -> bool:
+def mongodb_answers(client: MongoClient) -> bool:
     try:
         client.admin.command("ping")
         return True
@@ -173,7 +173,7 @@ def _mongo_answers(client: MongoClient) -> bool:
         return False
 
 
-def _kafka_answers(bootstrap_servers: str) -> bool:
+def kafka_answers(bootstrap_servers: str) -> bool:
     for server in bootstrap_servers.split(","):
         host, _, port = server.strip().rpartition(":")
         try:

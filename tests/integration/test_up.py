@@ -91,3 +91,12 @@ def test_up_with_a_data_directory_it_cannot_use_starts_nothing_and_says_so(tmp_p
     assert result.returncode == 1
     assert f"socorg: cannot keep data in {blocked / 'data'}" in result.stderr and "Traceback" not in result.stderr
     assert "starting" not in result.stdout
+
+
+def test_up_no_infra_with_servers_that_do_not_answer_starts_nothing_and_says_which(tmp_path):
+    ports = free_ports()  # nothing listens on the database's and the broker's
+    result = subprocess.run([str(SOCORG), "up", "--no-infra"], env=up_env(tmp_path, ports), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert "MongoDB (MONGODB_URI) and Kafka (KAFKA_BOOTSTRAP_SERVERS) did not answer" in result.stderr
+    assert "Traceback" not in result.stderr and "socorg is up" not in result.stdout
