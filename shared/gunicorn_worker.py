@@ -21,17 +21,17 @@ from shared.web import SECURITY_HEADERS
 NON_ASCII_HINT = "; characters outside ASCII in a URL must be percent-encoded (curl: -G --data-urlencode 'q=…')"
 
 
-def problem_detail(status: int, reason: str, message: str) -> str:
+def problem_detail(reason: str, message: str) -> str:
     detail = message or reason
-    # gunicorn reads the request line as Latin-1: raw UTF-8 shows up as characters above 0x7f.
-    if status == 400 and any(ord(char) > 0x7F for char in message):
+    # gunicorn reads the request line as Latin-1: raw UTF-8 in the URL shows up as characters above 0x7f.
+    if message.startswith("Invalid Request Line") and any(ord(char) > 0x7F for char in message):
         detail += NON_ASCII_HINT
     return detail
 
 
 def problem_response(status: int, reason: str, message: str) -> bytes:
     """The whole HTTP answer, as gunicorn's write_error would write its page (the connection is closed after it)."""
-    body = json.dumps(problem_body(status, problem_detail(status, reason, message), title=reason)).encode("ascii")
+    body = json.dumps(problem_body(status, problem_detail(reason, message), title=reason)).encode("ascii")
     headers = {"Content-Type": PROBLEM_JSON, "Content-Length": str(len(body)), "Connection": "close",
                "Cache-Control": "no-store", **SECURITY_HEADERS}
     head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items())

@@ -77,6 +77,7 @@ def test_a_url_with_raw_non_ascii_bytes_gets_a_problem_saying_to_percent_encode(
     (b"G(T /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # a method that is not a token
     (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400),  # an HTTP version there is none of
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),  # a space in a header name
+    ("GET /healthz HTTP/1.1\r\nHost: x\r\n名前: y\r\n\r\n".encode(), 400),  # not the URL: no hint about it
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),  # a request line over gunicorn's limit
 ])
 def test_requests_gunicorn_cannot_parse_get_a_problem_document(registry_web, request_bytes, status):
