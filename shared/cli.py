@@ -82,11 +82,11 @@ def _token(settings: Settings, args) -> int:
 
 
 def _replay(settings: Settings, service: str) -> int:
+    from pymongo.errors import PyMongoError
+
     from shared.events import source_of
     from shared.mongo import connect
     from shared.outbox import Outbox
-
-    from pymongo.errors import PyMongoError
 
     client = connect(settings.mongodb_uri)
     try:
