@@ -11,7 +11,8 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from services.evaluation.scoring import AGGREGATIONS
 from shared.schemas import EARLIEST_DATE, LATEST_DATE, MAX_FEN, PageArgs, Schema
 
-KEY = validate.Regexp(r"^[a-z][a-z0-9_]{0,39}$", error="lower-case letters, digits and _, starting with a letter")
+# \Z, not $: `$` also matches before a final newline, which let "quality\n" through as a key.
+KEY = validate.Regexp(r"^[a-z][a-z0-9_]{0,39}\Z", error="lower-case letters, digits and _, starting with a letter")
 ID_LIST_MAX = 200
 DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 LAST_MILLISECOND = time(23, 59, 59, 999000)

@@ -30,6 +30,7 @@ def test_bad_round_definitions(world):
         (round_body(criteria=[CRITERIA[0] | {"max_score": 0}, CRITERIA[1]]), "criteria.max_score", None),
         (round_body(criteria=[CRITERIA[0] | {"weight": "0.6"}, CRITERIA[1]]), "criteria.weight", None),
         (round_body(criteria=[CRITERIA[0] | {"key": "Bad Key"}, CRITERIA[1]]), "criteria.key", None),
+        (round_body(criteria=[CRITERIA[0] | {"key": "quality\n"}, CRITERIA[1]]), "criteria.key", None),
         (round_body(aggregation="median"), "aggregation", None),
         (round_body(reviewers_per_project=0), "reviewers_per_project", None),
         (round_body(year="2026"), "year", None),
