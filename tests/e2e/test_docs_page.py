@@ -21,11 +21,12 @@ def test_the_docs_page_renders_every_operation_from_the_service_alone(browser, s
     page.on("console", lambda message: refusals.append(message.text) if "Content Security Policy" in message.text
             else None)
     try:
-        page.goto(server.url + "/docs")
-        page.wait_for_selector(".opblock", timeout=20_000)
         operations = stack.app(service).test_client().get("/openapi.json").get_json()["paths"]
         expected = sum(1 for item in operations.values() for method in item if method in {"get", "post", "put",
                                                                                           "patch", "delete"})
+        page.goto(server.url + "/docs")
+        # Swagger UI renders the operations after loading the document: wait for all of them, not the first.
+        page.wait_for_function(f"document.querySelectorAll('.opblock').length >= {expected}", timeout=20_000)
         assert page.locator(".opblock").count() == expected
         assert hosts == {f"127.0.0.1:{server.port}"}
         assert not refusals, refusals
