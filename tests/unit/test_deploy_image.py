@@ -7,6 +7,7 @@ pip, non-root, production mode) are read off the parsed instructions.
 
 from __future__ import annotations
 
+import os
 import re
 import runpy
 import subprocess
@@ -61,6 +62,16 @@ def test_it_is_multi_stage_on_one_pinned_python_base_the_project_supports():
     assert match, "python:<major.minor.patch>-slim-bookworm"
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert match["version"] in SpecifierSet(requires)
+
+
+def test_the_time_zone_database_comes_with_the_project_not_the_os_image():
+    """Deadlines are evaluated in Asia/Shanghai (zoneinfo): the image must not depend on the OS having tzdata."""
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.split(">")[0].split("=")[0].strip() == "tzdata" for d in dependencies)
+    without_os_database = subprocess.run(
+        [sys.executable, "-c", "from zoneinfo import ZoneInfo; print(ZoneInfo('Asia/Shanghai').key)"],
+        env={**os.environ, "PYTHONTZPATH": "/nonexistent"}, capture_output=True, text=True)
+    assert without_os_database.stdout.strip() == "Asia/Shanghai", without_os_database.stderr
 
 
 def test_the_build_stage_installs_the_project_with_pip():
