@@ -177,11 +177,20 @@ def _up(settings: Settings, args) -> int:
             print(f"  {service:<11} {base}/api/v1   docs {base}/docs   ready {base}/readyz")
         print(f"logs in {log_dir}; Ctrl-C stops everything")
 
+        schedules = {child.name: RestartSchedule() for child in children}
+        due: dict[str, float] = {}  # a child that exited: when it starts again
         while not stopping:
+            now = time.monotonic()
             for child in children:
-                if not child.running and not stopping:
-                    print(f"{child.name} exited (code {child.process.returncode}); restarting; see {child.log_path}")
-                    time.sleep(1)
+                if stopping or child.running:
+                    continue
+                if child.name not in due:
+                    delay = schedules[child.name].delay_after(now - child.started_at)
+                    due[child.name] = now + delay
+                    print(f"{child.name} exited (code {child.process.returncode}); restarting in {delay:.0f} s; "
+                          f"see {child.log_path}")
+                elif now >= due[child.name]:
+                    del due[child.name]
                     child.start()
             time.sleep(0.5)
     finally:
@@ -199,6 +208,22 @@ def _web_server(settings: Settings, name: str, env: dict, log_dir: Path):
     argv = infra.gunicorn_argv(f"services.{name}.app:create_app()", port, workers=settings.web_workers,
                                threads=settings.web_threads, name=name)
     return infra.ManagedProcess(f"{name}-web", argv, port, log_dir / f"{name}-web.log", env=env).start()
+
+
+class RestartSchedule:
+    """How long `up` waits before starting a child that exited: 1 s after a long life; while it keeps exiting
+    within QUICK_SECONDS of its start, twice as long each time, up to MAX_SECONDS (a child that cannot start
+    would otherwise restart, and print, every second)."""
+
+    QUICK_SECONDS = 10.0
+    MAX_SECONDS = 30.0
+
+    def __init__(self):
+        self.quick_exits = 0
+
+    def delay_after(self, lived_seconds: float) -> float:
+        self.quick_exits = self.quick_exits + 1 if lived_seconds < self.QUICK_SECONDS else 0
+        return min(2.0 ** max(self.quick_exits - 1, 0), self.MAX_SECONDS)
 
 
 def _servers_answer(settings: Settings) -> bool:

@@ -55,8 +55,10 @@ class ManagedProcess:
     log_path: Path
     env: dict[str, str] | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
+    started_at: float = 0.0  # time.monotonic() of the last start
 
     def start(self) -> "ManagedProcess":
+        self.started_at = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

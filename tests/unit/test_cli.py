@@ -32,3 +32,12 @@ def test_a_token_carries_what_was_asked(capsys, monkeypatch):
     principal = decode_token(Settings.from_env().jwt_secret, token)
     assert (principal.sub, principal.role, principal.org) == ("zhang", "applicant", "org_1")
 
+
+
+def test_up_waits_longer_before_each_restart_of_a_child_that_keeps_exiting_at_once():
+    from shared.cli import RestartSchedule
+
+    schedule = RestartSchedule()
+    assert [schedule.delay_after(0.5) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert schedule.delay_after(3600) == 1  # a child that ran a long time is restarted at once again
+    assert schedule.delay_after(0.5) == 1 and schedule.delay_after(0.5) == 2
