@@ -17,6 +17,7 @@ from services.portal.backend import ApiError, ServiceDown
 from services.portal.forms import format_yuan
 from services.portal.labels import SERVICES, TERMS
 from services.portal.pages import applicant, auth, officer, reviewer
+from services.portal.rule_messages import localized
 from services.portal.web import ROLE_HOME, check_csrf, csrf_token, current_user, label_of, settings as portal_settings
 from shared import logs
 from shared.errors import TooManyRequests
@@ -121,12 +122,13 @@ def _install_template_helpers(app: Flask) -> None:
 
 
 def translated_message(message) -> str:
-    """A message that may be one of the portal's msgids (translated) or a service's own text (shown as is).
+    """A message that may be one of the portal's msgids (translated), one of the registry's rule messages
+    (translated, with its values: services/portal/rule_messages.py) or a service's own text (shown as is).
 
-    Never formatted and never marked safe: a service's message may quote what a user typed.
+    Never marked safe, and a service's message is never used as a format string: it may quote what a user typed.
     """
     try:
-        return gettext(str(message))
+        return localized(str(message), gettext, lambda org_type: gettext(TERMS.get(org_type, org_type)))
     except Exception:  # a malformed catalog entry must not break the page
         return str(message)
 

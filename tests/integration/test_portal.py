@@ -78,9 +78,9 @@ def test_apply_shows_the_api_message_beside_its_field_and_creates_nothing(stack,
     applicant = Browser(portal(live), "applicant", "zhang")
     status, html, _ = applicant.post("/applicant/apply", apply_form(application(), **{"contact.email": "not-mail"}))
     assert status == 422
-    # The registry's own message, beside the e-mail field, linked from the summary at the top.
+    # The registry's own message, in the user's language, beside the e-mail field, linked from the summary.
     beside = re.search(r'<p class="error-message" id="f-contact-email-error">(.*?)</p>', html, re.S)
-    assert beside and "email" in beside[1].lower()
+    assert beside and "不是有效的电子邮箱地址" in beside[1]
     assert 'id="f-contact-email" name="contact.email" type="email" value="not-mail"' in html
     assert 'href="#f-contact-email"' in html and "联系邮箱" in html
     assert organizations(stack).count_documents({}) == 0

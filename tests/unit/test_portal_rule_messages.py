@@ -1,0 +1,98 @@
+"""The registry's rule messages as the portal shows them (services/portal/rule_messages.py): the registry's
+own domain code produces each message, and each must be known to the portal, so that a rule reworded there
+cannot fall back to English unnoticed; and each is shown in Chinese with its values."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from babel.messages.pofile import read_po
+
+from services.portal.rule_messages import FIXED, TEMPLATES, localized
+from services.registry import domain
+from shared.errors import Conflict, ValidationFailed
+from tests.unit.test_portal_i18n import PO
+from tests.unit.test_registry_rules import (NOW, PREFIX, REPORT, RULES, application, council, problems, registered,
+                                            renewal_body)
+
+CATALOG = {m.id: m.string for m in read_po(PO.open("rb"), locale="zh_CN") if m.id}
+TYPE_NAMES = {"social_group": "社会团体", "social_service_agency": "社会服务机构（民办非企业单位）", "foundation": "基金会"}
+
+
+def in_chinese(message: str) -> str:
+    return localized(message, lambda msgid: CATALOG.get(msgid) or msgid, TYPE_NAMES.get)
+
+
+def raised(call) -> list[str]:
+    try:
+        call()
+    except ValidationFailed as exc:
+        return [m for messages in exc.errors.values() for m in messages]
+    except Conflict as exc:
+        return [exc.detail]
+    raise AssertionError("no rule was broken")
+
+
+def every_rule_message() -> list[str]:
+    """What the registry says to an applicant, made by its own code."""
+    messages = []
+    for broken in (dict(name="浦东新区集邮协会", type="social_group", members={"individuals": 1, "units": 0},
+                        registered_funds_fen=1),
+                   dict(name=PREFIX + "中国\u200b集邮中心", council=council(2, 0), term_years=9),
+                   dict(name=PREFIX + "社" * 44, type="foundation"),
+                   dict(type="social_group"),  # no members stated
+                   dict(legal_representative={"name": "张", "id_number": "１１０１０５１９４９１２３１００２Ｘ"},
+                        contact={"phone": "12", "email": "a@b.cn"}),
+                   dict(legal_representative={"name": "张", "id_number": "110105194912310021"}),
+                   dict(legal_representative={"name": "张", "id_number": "110105194913310026"})):
+        body = application(**broken)
+        if body["type"] != "social_group":
+            body.pop("members", None)
+        messages += [m for ms in domain.application_problems(body, RULES).values() for m in ms]
+    organization = registered(on=date(2021, 8, 31))
+    messages += raised(lambda: domain.file_renewal(organization, renewal_body(date(2026, 2, 1)), today=date(2026, 2, 27),
+                                                   now=NOW, actor="zhang", rules=RULES))
+    for election in (date(2026, 9, 2), date(2021, 8, 30)):
+        messages += raised(lambda: domain.file_renewal(organization, renewal_body(election), today=date(2026, 9, 1),
+                                                       now=NOW, actor="zhang", rules=RULES))
+    reporting = registered(on=date(2024, 6, 1))
+    messages += raised(lambda: domain.file_annual_report(reporting, {"year": 2023, **REPORT}, today=date(2026, 3, 1),
+                                                         now=NOW, actor="zhang"))
+    reported, _, _ = domain.file_annual_report(reporting, {"year": 2024, **REPORT}, today=date(2026, 3, 1), now=NOW,
+                                               actor="zhang")
+    messages += raised(lambda: domain.file_annual_report(reported, {"year": 2024, **REPORT}, today=date(2026, 3, 1),
+                                                         now=NOW, actor="zhang"))
+    messages.append(f"the name {PREFIX + '花木社区养老服务中心'!r} is already taken by a submitted or registered "
+                    f"organization")  # the store's 409
+    return messages
+
+
+def test_every_message_the_registry_gives_an_applicant_is_shown_in_chinese():
+    messages = every_rule_message()
+    assert len(messages) >= 20
+    untranslated = [m for m in messages if in_chinese(m) == m]
+    assert untranslated == []
+    for message in messages:  # in Chinese, not only a part of it
+        assert sum("\u4e00" <= c <= "\u9fff" for c in in_chinese(message)) >= 4, (message, in_chinese(message))
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("a name must not contain 全国", "名称中不得含有“全国”"),
+    ("a social_group registers at least 3000000 fen (30000 CNY)", "社会团体的注册资金不得少于 30000 元"),
+    ("a council has exactly one chair (this one has 0)", "理事会须有且只有一名理事长（当前为 0 名）"),
+    ("not a valid resident ID number (GB 11643 check character)", "不是有效的居民身份证号码（GB 11643 校验码不符）"),
+    ("something the portal has never heard of", "something the portal has never heard of"),  # shown as written
+])
+def test_a_message_is_shown_with_its_values(message, shown):
+    assert in_chinese(message) == shown
+
+
+def test_in_english_the_services_own_words_are_shown():
+    for message in every_rule_message():
+        assert localized(message, lambda msgid: msgid, lambda org_type: "Social group") == message
+
+
+def test_every_template_and_fixed_message_has_its_translation():
+    assert all(CATALOG.get(msgid) for msgid in FIXED)
+    assert all(CATALOG.get(template) for _, template in TEMPLATES)
