@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,10 +19,29 @@ from pathlib import Path
 import pymongo
 
 
+_ports = random.SystemRandom()  # not the `random` module's generator, which tests may seed alike in every worker
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nothing listens on, for a server about to start (tests, benchmarks). Picked at random below the
+    kernel's ephemeral range: a port from that range (what binding port 0 gives) can be handed to some
+    process's outgoing connection before the server binds it ("Address already in use", seen in CI)."""
+    low, high = 20000, ephemeral_ports()[0] - 1
+    for _ in range(100):
+        port = _ports.randint(low, high) if high > low else 0
+        if port and not port_taken(port):
+            return port
+    with socket.socket() as s:  # no such range here: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def port_taken(port: int, host: str = "127.0.0.1") -> bool:
