@@ -128,7 +128,7 @@ def translated_message(message) -> str:
     Never marked safe, and a service's message is never used as a format string: it may quote what a user typed.
     """
     try:
-        return localized(str(message), gettext, lambda org_type: gettext(TERMS.get(org_type, org_type)))
+        return localized(str(message), gettext, lambda word: gettext(TERMS.get(word, word)))
     except Exception:  # a malformed catalog entry must not break the page
         return str(message)
 

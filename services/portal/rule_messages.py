@@ -1,11 +1,12 @@
-"""The registry's rule messages in the user's language. Pure.
+"""The services' rule messages in the user's language: the registry's to applicants, the evaluation's to
+reviewers scoring. Pure.
 
 The services answer in English (their problem documents serve programs and logs too), and the portal shows
 each broken rule beside its field. A fixed message is translated by the catalog as it is (`FIXED` lists
 them, for extraction); a message that carries values (a word, a number, a date) is matched here and shown
 as its template, translated, with those values. A message not known here is shown as the service wrote it.
 
-tests/unit/test_portal_rule_messages.py makes the registry's domain code produce every message and checks
+tests/unit/test_portal_rule_messages.py makes the services' domain code produce every message and checks
 that each is known here, so a rule reworded there cannot fall back to English unnoticed.
 """
 
@@ -28,10 +29,14 @@ FIXED = (
     N_("Not a valid email address."),
     N_("Not a valid integer."),
     N_("Not a valid date."),
+    # the evaluation's, to a reviewer scoring
+    N_("missing: every criterion must be scored"),
+    N_("not a criterion of this round"),
 )
 
-# (pattern, template): the pattern's named groups are the template's placeholders. `type` is an organization
-# type, shown by its name in the user's language (the caller passes a translation for it).
+# (pattern, template): the pattern's named groups are the template's placeholders. `type` and `status` are
+# the services' words for an organization type or a status, shown by their names in the user's language (the
+# caller passes a translation for them); `doing` is one of ACTIONS.
 TEMPLATES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(pattern), template) for pattern, template in (
     (r"a name has (?P<low>\d+) to (?P<high>\d+) characters \(this one has (?P<count>\d+)\)",
      N_("a name has %(low)s to %(high)s characters (this one has %(count)s)")),
@@ -64,11 +69,24 @@ TEMPLATES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(pattern), temp
     (r"a renewal may be filed from (?P<opens>[\d-]+), (?P<months>\d+) months before the term ends on "
      r"(?P<ends>[\d-]+)",
      N_("a renewal may be filed from %(opens)s, %(months)s months before the term ends on %(ends)s")),
+    (r"must be between 0 and (?P<most>[\d.]+)",
+     N_("must be between 0 and %(most)s")),
+    (r"project (?P<project>\S+) is (?P<status>[a-z_]+) and can no longer be reviewed",
+     N_("project %(project)s is %(status)s and can no longer be reviewed")),
+    (r"the round stopped accepting changes at (?P<at>\S+): (?P<doing>scoring|declaring a conflict) is no longer "
+     r"possible",
+     N_("the round stopped accepting changes at %(at)s: %(doing)s is no longer possible")),
+    (r"the round is (?P<status>[a-z_]+): (?P<doing>scoring|declaring a conflict) is possible only while it is open",
+     N_("the round is %(status)s: %(doing)s is possible only while it is open")),
 ))
 
+# What a reviewer may have been doing when a round refused it (the evaluation service's words).
+ACTIONS = {"scoring": N_("scoring"), "declaring a conflict": N_("declaring a conflict")}
 
-def localized(message: str, gettext, type_name) -> str:
-    """`message` in the user's language: `gettext` translates a msgid, `type_name` an organization type."""
+
+def localized(message: str, gettext, term) -> str:
+    """`message` in the user's language: `gettext` translates a msgid, `term` one of the services' words (an
+    organization type, a status)."""
     translated = gettext(message)
     if translated != message:
         return translated
@@ -79,7 +97,10 @@ def localized(message: str, gettext, type_name) -> str:
             if translated_template == template:  # no translation in this language: the service's own words
                 return message
             values = match.groupdict()
-            if "type" in values:
-                values["type"] = type_name(values["type"])
+            for name in ("type", "status"):
+                if name in values:
+                    values[name] = term(values[name])
+            if "doing" in values:
+                values["doing"] = gettext(ACTIONS[values["doing"]])
             return translated_template % values
     return message

@@ -1,27 +1,29 @@
-"""The registry's rule messages as the portal shows them (services/portal/rule_messages.py): the registry's
-own domain code produces each message, and each must be known to the portal, so that a rule reworded there
-cannot fall back to English unnoticed; and each is shown in Chinese with its values."""
+"""The services' rule messages as the portal shows them (services/portal/rule_messages.py): the registry's and
+the evaluation's own domain code produce each message, and each must be known to the portal, so that a rule
+reworded there cannot fall back to English unnoticed; and each is shown in Chinese with its values."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from babel.messages.pofile import read_po
 
-from services.portal.rule_messages import FIXED, TEMPLATES, localized
+from services.evaluation import domain as evaluation
+from services.portal.rule_messages import ACTIONS, FIXED, TEMPLATES, localized
 from services.registry import domain
 from shared.errors import Conflict, ValidationFailed
+from tests.unit.test_evaluation_domain import CRITERIA, NOW as ROUND_NOW, RULES as ROUND_RULES, round_body
 from tests.unit.test_portal_i18n import PO
-from tests.unit.test_registry_rules import (NOW, PREFIX, REPORT, RULES, application, council, problems, registered,
-                                            renewal_body)
+from tests.unit.test_registry_rules import NOW, PREFIX, REPORT, RULES, application, council, registered, renewal_body
 
 CATALOG = {m.id: m.string for m in read_po(PO.open("rb"), locale="zh_CN") if m.id}
-TYPE_NAMES = {"social_group": "社会团体", "social_service_agency": "社会服务机构（民办非企业单位）", "foundation": "基金会"}
+TERMS = {"social_group": "社会团体", "social_service_agency": "社会服务机构（民办非企业单位）", "foundation": "基金会",
+         "closed": "已结束", "disqualified": "已取消资格"}
 
 
 def in_chinese(message: str) -> str:
-    return localized(message, lambda msgid: CATALOG.get(msgid) or msgid, TYPE_NAMES.get)
+    return localized(message, lambda msgid: CATALOG.get(msgid) or msgid, TERMS.get)
 
 
 def raised(call) -> list[str]:
@@ -65,6 +67,17 @@ def every_rule_message() -> list[str]:
                                                          now=NOW, actor="zhang"))
     messages.append(f"the name {PREFIX + '花木社区养老服务中心'!r} is already taken by a submitted or registered "
                     f"organization")  # the store's 409
+    return messages + every_scoring_message()
+
+
+def every_scoring_message() -> list[str]:
+    """What the evaluation says to a reviewer scoring, made by its own code."""
+    messages = raised(lambda: evaluation.check_scores(CRITERIA, {"quality": 10.5, "budget": 1}))
+    round_ = evaluation.new_round(round_body(), actor="li", now=ROUND_NOW, rules=ROUND_RULES)
+    for doing in ACTIONS:  # the store's words for what the reviewer was doing
+        messages += raised(lambda: evaluation.ensure_open(round_, round_["closes_at"] + timedelta(seconds=1), doing))
+        messages += raised(lambda: evaluation.ensure_open(round_ | {"status": "closed"}, ROUND_NOW, doing))
+    messages += raised(lambda: evaluation.ensure_scorable({"_id": "prj_1", "status": "disqualified"}))
     return messages
 
 
@@ -82,6 +95,8 @@ def test_every_message_the_registry_gives_an_applicant_is_shown_in_chinese():
     ("a social_group registers at least 3000000 fen (30000 CNY)", "社会团体的注册资金不得少于 30000 元"),
     ("a council has exactly one chair (this one has 0)", "理事会须有且只有一名理事长（当前为 0 名）"),
     ("not a valid resident ID number (GB 11643 check character)", "不是有效的居民身份证号码（GB 11643 校验码不符）"),
+    ("the round is closed: declaring a conflict is possible only while it is open", "本轮已结束：只有在开放期间才能声明利益冲突"),
+    ("must be between 0 and 10", "须在 0 至 10 之间"),
     ("something the portal has never heard of", "something the portal has never heard of"),  # shown as written
 ])
 def test_a_message_is_shown_with_its_values(message, shown):
@@ -95,4 +110,5 @@ def test_in_english_the_services_own_words_are_shown():
 
 def test_every_template_and_fixed_message_has_its_translation():
     assert all(CATALOG.get(msgid) for msgid in FIXED)
+    assert all(CATALOG.get(msgid) for msgid in ACTIONS.values())
     assert all(CATALOG.get(template) for _, template in TEMPLATES)
