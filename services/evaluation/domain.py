@@ -168,6 +168,12 @@ def ineligibility(organization: dict | None, organization_id: str) -> str | None
     return None
 
 
+def entry_refusal(organization: dict | None, organization_id: str) -> str | None:
+    """Why an organization may not enter a project, as the applicant reads it (a 409), or None."""
+    reason = ineligibility(organization, organization_id)
+    return f"only a registered organization with no active risk flag may enter: {reason}" if reason else None
+
+
 def exclusion_while_open(organization: dict) -> str | None:
     """The reason an organization's projects leave open rounds (DOMAIN.md: serious flag or deregistration)."""
     if organization.get("status") == DEREGISTERED:

@@ -173,9 +173,9 @@ class EvaluationStore(Collections):
                 raise Forbidden(f"applicant {principal.sub} does not act for organization {organization_id}")
             now = now_utc()
             domain.ensure_open(round_, now, "entering a project")
-            reason = domain.ineligibility(organization, organization_id)
-            if reason:
-                raise Conflict(f"only a registered organization with no active risk flag may enter: {reason}")
+            refusal = domain.entry_refusal(organization, organization_id)
+            if refusal:
+                raise Conflict(refusal)
             project, events = domain.new_project(round_, organization, body, actor=principal.sub, now=now)
             self.projects.insert_one(project, session=session)
             self.rounds.update_one({"_id": round_id}, {"$inc": {"projects": 1}, "$set": {"updated_at": now}},

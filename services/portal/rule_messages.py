@@ -1,5 +1,5 @@
 """The services' rule messages in the user's language: the registry's to applicants, the evaluation's to
-reviewers scoring. Pure.
+applicants entering a project, reviewers scoring and officers running a round. Pure.
 
 The services answer in English (their problem documents serve programs and logs too), and the portal shows
 each broken rule beside its field. A fixed message is translated by the catalog as it is (`FIXED` lists
@@ -29,14 +29,19 @@ FIXED = (
     N_("Not a valid email address."),
     N_("Not a valid integer."),
     N_("Not a valid date."),
-    # the evaluation's, to a reviewer scoring
+    # the evaluation's
     N_("missing: every criterion must be scored"),
     N_("not a criterion of this round"),
+    N_("must be in the future"),
+    N_("awards can be granted only once the round is closed; it is still open"),
+    N_("the round's awards were already granted"),
 )
 
-# (pattern, template): the pattern's named groups are the template's placeholders. `type` and `status` are
-# the services' words for an organization type or a status, shown by their names in the user's language (the
-# caller passes a translation for them); `doing` is one of ACTIONS.
+ENTERING = r"only a registered organization with no active risk flag may enter: organization (?P<org>\S+) is "
+
+# (pattern, template): the pattern's named groups are the template's placeholders. `type`, `status` and `list`
+# are the services' words for an organization type, a status or a risk list, shown by their names in the
+# user's language (the caller passes a translation for them); `doing` is one of ACTIONS.
 TEMPLATES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(pattern), template) for pattern, template in (
     (r"a name has (?P<low>\d+) to (?P<high>\d+) characters \(this one has (?P<count>\d+)\)",
      N_("a name has %(low)s to %(high)s characters (this one has %(count)s)")),
@@ -73,15 +78,39 @@ TEMPLATES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(pattern), temp
      N_("must be between 0 and %(most)s")),
     (r"project (?P<project>\S+) is (?P<status>[a-z_]+) and can no longer be reviewed",
      N_("project %(project)s is %(status)s and can no longer be reviewed")),
-    (r"the round stopped accepting changes at (?P<at>\S+): (?P<doing>scoring|declaring a conflict) is no longer "
-     r"possible",
+    (r"the round stopped accepting changes at (?P<at>\S+): (?P<doing>[a-z ]+) is no longer possible",
      N_("the round stopped accepting changes at %(at)s: %(doing)s is no longer possible")),
-    (r"the round is (?P<status>[a-z_]+): (?P<doing>scoring|declaring a conflict) is possible only while it is open",
+    (r"the round is (?P<status>[a-z_]+): (?P<doing>[a-z ]+) is possible only while it is open",
      N_("the round is %(status)s: %(doing)s is possible only while it is open")),
+    (r"the round is already (?P<status>[a-z_]+)",
+     N_("the round is already %(status)s")),
+    (ENTERING + r"not registered \(no registration is known to this service\)",
+     N_("only a registered organization with no active risk flag may enter: organization %(org)s is not "
+        "registered (no registration is known to this service)")),
+    (ENTERING + r"(?P<status>[a-z_]+), not registered",
+     N_("only a registered organization with no active risk flag may enter: organization %(org)s is %(status)s, "
+        "not registered")),
+    (ENTERING + r"on the (?P<list>[a-z_]+) risk list",
+     N_("only a registered organization with no active risk flag may enter: organization %(org)s is on the "
+        "%(list)s")),
+    (r"criterion keys must be unique; repeated: (?P<keys>.+)",
+     N_("criterion keys must be unique; repeated: %(keys)s")),
+    (r"weights must sum to 1; they sum to (?P<total>[\d.]+)",
+     N_("weights must sum to 1; they sum to %(total)s")),
+    (r"project (?P<project>\S+) is already (?P<status>[a-z_]+)",
+     N_("project %(project)s is already %(status)s")),
+    (r"a project can be awarded once; repeated: (?P<projects>.+)",
+     N_("a project can be awarded once; repeated: %(projects)s")),
+    (r"project (?P<project>\S+) is not in this round's results",
+     N_("project %(project)s is not in this round's results")),
+    (r"project (?P<project>\S+) is (?P<status>[a-z_]+) and cannot be awarded",
+     N_("project %(project)s is %(status)s and cannot be awarded")),
 ))
 
-# What a reviewer may have been doing when a round refused it (the evaluation service's words).
-ACTIONS = {"scoring": N_("scoring"), "declaring a conflict": N_("declaring a conflict")}
+# What the user was doing when a round refused it (the evaluation service's words).
+ACTIONS = {"scoring": N_("scoring"), "declaring a conflict": N_("declaring a conflict"),
+           "entering a project": N_("entering a project"), "adding a reviewer": N_("adding a reviewer"),
+           "assigning reviewers": N_("assigning reviewers")}
 
 
 def localized(message: str, gettext, term) -> str:
@@ -97,10 +126,12 @@ def localized(message: str, gettext, term) -> str:
             if translated_template == template:  # no translation in this language: the service's own words
                 return message
             values = match.groupdict()
-            for name in ("type", "status"):
+            for name in ("type", "status", "list"):
                 if name in values:
                     values[name] = term(values[name])
             if "doing" in values:
+                if values["doing"] not in ACTIONS:
+                    return message
                 values["doing"] = gettext(ACTIONS[values["doing"]])
             return translated_template % values
     return message

@@ -19,7 +19,8 @@ from tests.unit.test_registry_rules import NOW, PREFIX, REPORT, RULES, applicati
 
 CATALOG = {m.id: m.string for m in read_po(PO.open("rb"), locale="zh_CN") if m.id}
 TERMS = {"social_group": "社会团体", "social_service_agency": "社会服务机构（民办非企业单位）", "foundation": "基金会",
-         "closed": "已结束", "disqualified": "已取消资格"}
+         "closed": "已结束", "disqualified": "已取消资格", "awarded": "已授奖", "submitted": "已提交",
+         "insufficient_reviews": "评审不足", "abnormal": "活动异常名录"}  # as the portal's labels and catalog name them
 
 
 def in_chinese(message: str) -> str:
@@ -78,6 +79,29 @@ def every_scoring_message() -> list[str]:
         messages += raised(lambda: evaluation.ensure_open(round_, round_["closes_at"] + timedelta(seconds=1), doing))
         messages += raised(lambda: evaluation.ensure_open(round_ | {"status": "closed"}, ROUND_NOW, doing))
     messages += raised(lambda: evaluation.ensure_scorable({"_id": "prj_1", "status": "disqualified"}))
+    return messages + every_round_message(round_)
+
+
+def every_round_message(round_: dict) -> list[str]:
+    """What the evaluation says to an applicant entering a project and to an officer running a round."""
+    messages = raised(lambda: evaluation.new_round(round_body(closes_at=ROUND_NOW - timedelta(days=1)), actor="li",
+                                                   now=ROUND_NOW, rules=ROUND_RULES))
+    messages += raised(lambda: evaluation.check_criteria(CRITERIA + CRITERIA[:1]))
+    messages += raised(lambda: evaluation.check_criteria([CRITERIA[0] | {"weight": 0.5}, CRITERIA[1]]))
+    messages += raised(lambda: evaluation.ensure_not_yet_closed(round_ | {"status": "closed"}))
+    for organization in (None, {"status": "submitted"}, {"status": "registered", "risk": "abnormal"}):
+        messages.append(evaluation.entry_refusal(organization, "org_1"))
+    messages += raised(lambda: evaluation.disqualify({"_id": "prj_1", "status": "disqualified"}, reason="x",
+                                                     actor="li", now=ROUND_NOW))
+    closed = {"_id": round_["_id"], "year": 2026, "status": "closed"}
+    results = {"p1": {"project_id": "p1", "organization_id": "o1", "status": "insufficient_reviews"}}
+    for round_state, requested in ((round_, [{"project_id": "p1"}]),
+                                   (closed | {"status": "awarded"}, [{"project_id": "p1"}]),
+                                   (closed, [{"project_id": "p1"}, {"project_id": "p1"}]),
+                                   (closed, [{"project_id": "p9"}]),
+                                   (closed, [{"project_id": "p1"}])):
+        messages += raised(lambda: evaluation.grant_awards(round_state, requested, results, {}, actor="li",
+                                                           now=ROUND_NOW))
     return messages
 
 
@@ -97,6 +121,8 @@ def test_every_message_the_registry_gives_an_applicant_is_shown_in_chinese():
     ("not a valid resident ID number (GB 11643 check character)", "不是有效的居民身份证号码（GB 11643 校验码不符）"),
     ("the round is closed: declaring a conflict is possible only while it is open", "本轮已结束：只有在开放期间才能声明利益冲突"),
     ("must be between 0 and 10", "须在 0 至 10 之间"),
+    ("only a registered organization with no active risk flag may enter: organization org_1 is on the abnormal "
+     "risk list", "只有已登记且未被列入风险名录的组织才能申报：组织 org_1 已被列入活动异常名录"),
     ("something the portal has never heard of", "something the portal has never heard of"),  # shown as written
 ])
 def test_a_message_is_shown_with_its_values(message, shown):
