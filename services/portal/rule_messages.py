@@ -1,5 +1,5 @@
 """The services' rule messages in the user's language: the registry's to applicants, the evaluation's to
-applicants entering a project, reviewers scoring and officers running a round. Pure.
+applicants entering a project, reviewers scoring and officers running a round, the fund's to officers. Pure.
 
 The services answer in English (their problem documents serve programs and logs too), and the portal shows
 each broken rule beside its field. A fixed message is translated by the catalog as it is (`FIXED` lists
@@ -35,6 +35,9 @@ FIXED = (
     N_("must be in the future"),
     N_("awards can be granted only once the round is closed; it is still open"),
     N_("the round's awards were already granted"),
+    # the fund's
+    N_("at least one tranche is needed"),
+    N_("every tranche is a positive percentage"),
 )
 
 ENTERING = r"only a registered organization with no active risk flag may enter: organization (?P<org>\S+) is "
@@ -105,12 +108,72 @@ TEMPLATES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(pattern), temp
      N_("project %(project)s is not in this round's results")),
     (r"project (?P<project>\S+) is (?P<status>[a-z_]+) and cannot be awarded",
      N_("project %(project)s is %(status)s and cannot be awarded")),
+    # the fund's; amounts (groups ending in _fen) are shown in yuan
+    (r"at most (?P<most>\d+) tranches",
+     N_("at most %(most)s tranches")),
+    (r"tranches must sum to 100, not (?P<total>\d+)",
+     N_("tranches must sum to 100, not %(total)s")),
+    (r"(?P<amount_fen>\d+) fen is too small to pay every tranche at least 1 fen",
+     N_("%(amount_fen)s yuan is too small to pay every tranche at least 0.01 yuan")),
+    (r"organization (?P<org>\S+) is not known to the fund service as a registered organization",
+     N_("organization %(org)s is not known to the fund service as a registered organization")),
+    (r"organization (?P<org>.+) is deregistered",
+     N_("organization %(org)s is deregistered")),
+    (r"organization (?P<org>.+) is (?P<status>[a-z_]+), not registered",
+     N_("organization %(org)s is %(status)s, not registered")),
+    (r"organization (?P<org>.+) is on the serious list \(严重违法失信名单\)",
+     N_("organization %(org)s is on the serious list")),
+    (r"nothing may be paid: (?P<refusal>.+)",
+     N_("nothing may be paid: %(refusal)s")),
+    (r"fund (?P<fund>\S+) has (?P<available_fen>\d+) fen available; the grant needs (?P<amount_fen>\d+) fen",
+     N_("fund %(fund)s has %(available_fen)s yuan available; the grant needs %(amount_fen)s yuan")),
+    (r"tranche (?P<tranche>\d+) of (?P<amount_fen>\d+) fen would exceed the grant's (?P<grant_fen>\d+) fen",
+     N_("tranche %(tranche)s of %(amount_fen)s yuan would exceed the grant's %(grant_fen)s yuan")),
+    (r"grant (?P<grant>\S+) was rejected \((?P<reason>.*)\); nothing is paid on it",
+     N_("grant %(grant)s was rejected (%(reason)s); nothing is paid on it")),
+    (r"tranche (?P<tranche>\d+) of grant (?P<grant>\S+) is held while the organization is on the abnormal list; no "
+     r"further tranche is paid until it is released",
+     N_("tranche %(tranche)s of grant %(grant)s is held while the organization is on the abnormal list; no further "
+        "tranche is paid until it is released")),
+    (r"grant (?P<grant>\S+) has (?P<count>\d+) tranches",
+     N_("grant %(grant)s has %(count)s tranches")),
+    (r"all (?P<count>\d+) tranches of grant (?P<grant>\S+) have been disbursed",
+     N_("all %(count)s tranches of grant %(grant)s have been disbursed")),
+    (r"tranche (?P<requested>\d+) is not the next one; the next tranche is (?P<next>\d+)",
+     N_("tranche %(requested)s is not the next one; the next tranche is %(next)s")),
+    (r"grant (?P<grant>\S+) was rejected; nothing was paid that could be clawed back",
+     N_("grant %(grant)s was rejected; nothing was paid that could be clawed back")),
+    (r"a clawback of (?P<amount_fen>\d+) fen exceeds the (?P<paid_fen>\d+) fen paid on grant (?P<grant>\S+) \(net of "
+     r"earlier clawbacks\)",
+     N_("a clawback of %(amount_fen)s yuan exceeds the %(paid_fen)s yuan paid on grant %(grant)s (net of earlier "
+        "clawbacks)")),
+    (r"a residency lasts (?P<low>\d+) to (?P<high>\d+) years",
+     N_("a residency lasts %(low)s to %(high)s years")),
+    (r"only registered organizations may reside in the park; (?P<org>.+) is not known to the fund service",
+     N_("only registered organizations may reside in the park; %(org)s is not known to the fund service")),
+    (r"only registered organizations may reside in the park; (?P<org>.+) is (?P<status>[a-z_]+)",
+     N_("only registered organizations may reside in the park; %(org)s is %(status)s")),
+    (r"unit (?P<unit>.+) is taken by residency (?P<residency>\S+) of (?P<org>\S+) from (?P<start>[\d-]+) to "
+     r"(?P<end>[\d-]+); a unit holds one resident at a time",
+     N_("unit %(unit)s is taken by residency %(residency)s of %(org)s from %(start)s to %(end)s; a unit holds one "
+        "resident at a time")),
+    (r"residency (?P<residency>\S+) already ended \((?P<status>[a-z_]+) on (?P<on>\S+)\)",
+     N_("residency %(residency)s already ended (%(status)s on %(on)s)")),
+    (r"a park unit with code (?P<code>'.+') already exists",
+     N_("a park unit with code %(code)s already exists")),
+    (r"no park unit (?P<unit>'.+')",
+     N_("no park unit %(unit)s")),
 ))
 
 # What the user was doing when a round refused it (the evaluation service's words).
 ACTIONS = {"scoring": N_("scoring"), "declaring a conflict": N_("declaring a conflict"),
            "entering a project": N_("entering a project"), "adding a reviewer": N_("adding a reviewer"),
            "assigning reviewers": N_("assigning reviewers")}
+
+
+def yuan(fen: int) -> str:
+    """An amount in fen as yuan, with thousands separators: 123456789 -> '1,234,567.89'."""
+    return f"{fen // 100:,}.{fen % 100:02d}"
 
 
 def localized(message: str, gettext, term) -> str:
@@ -133,5 +196,10 @@ def localized(message: str, gettext, term) -> str:
                 if values["doing"] not in ACTIONS:
                     return message
                 values["doing"] = gettext(ACTIONS[values["doing"]])
+            if "refusal" in values:  # a message inside a message
+                values["refusal"] = localized(values["refusal"], gettext, term)
+            for name in values:
+                if name.endswith("_fen"):
+                    values[name] = yuan(int(values[name]))
             return translated_template % values
     return message

@@ -269,4 +269,5 @@ def test_an_officer_form_shows_its_field_errors_then_succeeds_then_shows_the_api
     assert units.count_documents({"code": "A-101"}) == 1
     status, html, _ = officer.post("/officer/park/units", {"code": "A-101", "area_m2": "60"})
     assert status == 409 and "A-101" in html and 'value="60"' in html
+    assert "的园区单元已存在" in html  # the fund's refusal, in the user's language
     assert units.count_documents({"code": "A-101"}) == 1

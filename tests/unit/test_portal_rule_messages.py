@@ -1,5 +1,5 @@
-"""The services' rule messages as the portal shows them (services/portal/rule_messages.py): the registry's and
-the evaluation's own domain code produce each message, and each must be known to the portal, so that a rule
+"""The services' rule messages as the portal shows them (services/portal/rule_messages.py): the registry's,
+the evaluation's and the fund's own domain code produce each message, and each must be known to the portal, so that a rule
 reworded there cannot fall back to English unnoticed; and each is shown in Chinese with its values."""
 
 from __future__ import annotations
@@ -10,21 +10,24 @@ import pytest
 from babel.messages.pofile import read_po
 
 from services.evaluation import domain as evaluation
+from services.fund import domain as fund_domain
 from services.portal.rule_messages import ACTIONS, FIXED, TEMPLATES, localized
 from services.registry import domain
 from shared.errors import Conflict, ValidationFailed
 from tests.unit.test_evaluation_domain import CRITERIA, NOW as ROUND_NOW, RULES as ROUND_RULES, round_body
+from tests.unit.test_fund_domain import NOW as FUND_NOW, REGISTERED as FUND_REGISTERED, fund, grant, residency
 from tests.unit.test_portal_i18n import PO
 from tests.unit.test_registry_rules import NOW, PREFIX, REPORT, RULES, application, council, registered, renewal_body
 
 CATALOG = {m.id: m.string for m in read_po(PO.open("rb"), locale="zh_CN") if m.id}
+# The words inside messages, as the portal's labels and catalog name them.
 TERMS = {"social_group": "社会团体", "social_service_agency": "社会服务机构（民办非企业单位）", "foundation": "基金会",
          "closed": "已结束", "disqualified": "已取消资格", "awarded": "已授奖", "submitted": "已提交",
-         "insufficient_reviews": "评审不足", "abnormal": "活动异常名录"}  # as the portal's labels and catalog name them
+         "insufficient_reviews": "评审不足", "abnormal": "活动异常名录", "graduated": "已出壳"}
 
 
 def in_chinese(message: str) -> str:
-    return localized(message, lambda msgid: CATALOG.get(msgid) or msgid, TERMS.get)
+    return localized(message, lambda msgid: CATALOG.get(msgid) or msgid, lambda word: TERMS.get(word, word))
 
 
 def raised(call) -> list[str]:
@@ -102,6 +105,52 @@ def every_round_message(round_: dict) -> list[str]:
                                    (closed, [{"project_id": "p1"}])):
         messages += raised(lambda: evaluation.grant_awards(round_state, requested, results, {}, actor="li",
                                                            now=ROUND_NOW))
+    return messages + every_fund_message()
+
+
+def every_fund_message() -> list[str]:
+    """What the fund says to an officer, made by its own code (and the store's two park-unit refusals)."""
+    messages = []
+    for percents in ([], [10] * 13, [0, 100], [50, 40]):
+        messages += raised(lambda: fund_domain.tranche_amounts(100, percents))
+    messages += raised(lambda: fund_domain.tranche_amounts(1, [50, 50]))
+    body = {"organization_id": "org_a", "title": "t", "amount_fen": 10, "tranches": [100]}
+    for organization in (None, FUND_REGISTERED | {"status": "submitted"}, FUND_REGISTERED | {"status": "deregistered"},
+                         FUND_REGISTERED | {"risk": "serious"}):
+        messages += raised(lambda: fund_domain.commit_grant(fund(), organization, body, actor="li", now=FUND_NOW))
+    messages += raised(lambda: fund_domain.commit_grant(fund(budget=5), FUND_REGISTERED, body, actor="li",
+                                                        now=FUND_NOW))
+    messages += raised(lambda: fund_domain.disburse(grant(), FUND_REGISTERED | {"risk": "serious"},
+                                                    requested_tranche=None, actor="li", now=FUND_NOW))
+    current = grant()
+    messages += raised(lambda: fund_domain.disburse(current | {"disbursed_fen": current["amount_fen"]},
+                                                    FUND_REGISTERED, requested_tranche=None, actor="li", now=FUND_NOW))
+    messages += raised(lambda: fund_domain.disburse(current | {"status": "rejected", "rejection_reason": "重复申报"},
+                                                    FUND_REGISTERED, requested_tranche=None, actor="li", now=FUND_NOW))
+    held, _, _, _ = fund_domain.disburse(current, FUND_REGISTERED | {"risk": "abnormal"}, requested_tranche=None,
+                                         actor="li", now=FUND_NOW)
+    messages += raised(lambda: fund_domain.disburse(held, FUND_REGISTERED, requested_tranche=None, actor="li",
+                                                    now=FUND_NOW))
+    messages += raised(lambda: fund_domain.disburse(current, FUND_REGISTERED, requested_tranche=4, actor="li",
+                                                    now=FUND_NOW))
+    messages += raised(lambda: fund_domain.disburse(current | {"next_tranche": 4}, FUND_REGISTERED,
+                                                    requested_tranche=None, actor="li", now=FUND_NOW))
+    messages += raised(lambda: fund_domain.disburse(current, FUND_REGISTERED, requested_tranche=2, actor="li",
+                                                    now=FUND_NOW))
+    messages += raised(lambda: fund_domain.claw_back(current | {"status": "rejected"}, fund(),
+                                                     {"amount_fen": 1, "reason": "x"}, actor="li", now=FUND_NOW))
+    messages += raised(lambda: fund_domain.claw_back(current, fund(), {"amount_fen": 1, "reason": "x"}, actor="li",
+                                                     now=FUND_NOW))
+    messages += raised(lambda: residency(years=6))
+    for organization in (None, FUND_REGISTERED | {"status": "submitted"}):
+        messages += raised(lambda: residency(organization=organization))
+    first, _ = residency("2026-01-01", 2)
+    messages += raised(lambda: residency("2027-06-01", 1, others=[first]))
+    graduated, _ = fund_domain.end_residency(first, today=date(2026, 6, 1), reason="graduated", actor="li",
+                                             now=FUND_NOW)
+    messages += raised(lambda: fund_domain.end_residency(graduated, today=date(2026, 7, 1), reason="graduated",
+                                                         actor="li", now=FUND_NOW))
+    messages += ["a park unit with code 'A-101' already exists", "no park unit 'B-2'"]  # the store's
     return messages
 
 
@@ -121,6 +170,10 @@ def test_every_message_the_registry_gives_an_applicant_is_shown_in_chinese():
     ("not a valid resident ID number (GB 11643 check character)", "不是有效的居民身份证号码（GB 11643 校验码不符）"),
     ("the round is closed: declaring a conflict is possible only while it is open", "本轮已结束：只有在开放期间才能声明利益冲突"),
     ("must be between 0 and 10", "须在 0 至 10 之间"),
+    ("nothing may be paid: organization 上海市浦东新区一社区服务中心 (org_a) is on the serious list (严重违法失信名单)",
+     "不能拨付任何款项：组织 上海市浦东新区一社区服务中心 (org_a) 已被列入严重违法失信名单"),
+    ("fund fnd_1 has 5 fen available; the grant needs 123456789 fen",
+     "基金 fnd_1 可用余额为 0.05 元，该资助需要 1,234,567.89 元"),
     ("only a registered organization with no active risk flag may enter: organization org_1 is on the abnormal "
      "risk list", "只有已登记且未被列入风险名录的组织才能申报：组织 org_1 已被列入活动异常名录"),
     ("something the portal has never heard of", "something the portal has never heard of"),  # shown as written
