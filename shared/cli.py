@@ -85,7 +85,7 @@ def _replay(settings: Settings, service: str) -> int:
     from pymongo.errors import PyMongoError
 
     from shared.events import source_of
-    from shared.mongo import connect
+    from shared.mongo import brief, connect
     from shared.outbox import Outbox
 
     client = connect(settings.mongodb_uri)
@@ -93,8 +93,8 @@ def _replay(settings: Settings, service: str) -> int:
         count = Outbox(client[settings.db_of(service)], source_of(service)).mark_all_for_replay()
     except PyMongoError as exc:
         # Markers already queued stay queued (each is an event to publish, once more at worst); run it again.
-        print(f"socorg: replay of {service} stopped, MongoDB did not answer ({type(exc).__name__}: "
-              f"{str(exc).split(', Timeout')[0]}); run it again once MONGODB_URI answers", file=sys.stderr)
+        print(f"socorg: replay of {service} stopped, MongoDB did not answer ({type(exc).__name__}: {brief(exc)}); "
+              f"run it again once MONGODB_URI answers", file=sys.stderr)
         return 1
     finally:
         client.close()

@@ -198,7 +198,8 @@ def gunicorn_argv(app: str, port: int, *, workers: int, threads: int, name: str,
     """The command line of a web process, the same for `socorg up`, the fault scenarios and the benchmarks
     (deploy/gunicorn.conf.py holds the same settings for the containers)."""
     return [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"{host}:{port}",
-            "--workers", str(workers), "--threads", str(threads), "--worker-class", "shared.gunicorn_worker.ThreadWorker",
+            "--workers", str(workers), "--threads", str(threads),
+            "--worker-class", "shared.gunicorn_worker.ThreadWorker",
             "--keep-alive", str(WEB_KEEPALIVE_SECONDS), "--graceful-timeout", "5", "--name", f"socorg-{name}",
             # Each gunicorn would otherwise claim the same control socket under $HOME.
             "--no-control-socket", app]

@@ -13,10 +13,10 @@ import time
 from contextlib import nullcontext
 from typing import Callable, Iterator, Sequence, TypeVar
 
+from bson.errors import InvalidDocument
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from bson.errors import InvalidDocument
 from pymongo.errors import (BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure,
                             PyMongoError)
 
@@ -43,6 +43,12 @@ def connect(uri: str, *, app_name: str = "socorg") -> MongoClient:
         serverSelectionTimeoutMS=3000,
         connectTimeoutMS=3000,
     )
+
+
+def brief(exc: PyMongoError) -> str:
+    """A driver error in one line for a person: a connection error's text goes on with the client's timeouts and
+    the whole topology description."""
+    return str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0]
 
 
 def run_in_transaction(client: MongoClient, work: Callable[[ClientSession], T], *,

@@ -1,5 +1,5 @@
-"""Checks on text parsed from JSON, shared by the request parser (shared.blueprint) and the event decoder
-(shared.events).
+"""Checks on text from outside: parsed from JSON (the request parser, shared.blueprint, and the event decoder,
+shared.events) or typed (digits).
 
 JSON's grammar lets a string escape half a surrogate pair (`"\\ud800"`); Python's parser turns it into a str that
 no UTF-8 encoder, so neither BSON nor Kafka's JSON, can carry. And a parser nests only so deep: a document
@@ -19,6 +19,12 @@ SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only a document with one
 class UnpairedSurrogate(ValueError):
     def __init__(self):
         super().__init__(LONE_SURROGATE)
+
+
+def ascii_digits(text: str) -> bool:
+    """Only 0-9: str.isdigit() also takes full-width (２), Arabic-Indic (٢) and superscript (²) digits, the last
+    of which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def may_hold_surrogates(raw: bytes) -> bool:

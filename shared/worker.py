@@ -23,7 +23,7 @@ from shared import logs
 from shared.consumer import Consumer, Handler
 from shared.events import source_of
 from shared.kafka import KafkaLink
-from shared.mongo import connect
+from shared.mongo import brief, connect
 from shared.outbox import Outbox, Relay
 from shared.settings import Settings
 
@@ -161,7 +161,6 @@ def wait_for_mongodb(client: MongoClient, who: str, *, first_delay: float = 1.0,
             client.admin.command("ping")
             return
         except ConnectionFailure as exc:
-            reason = str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0]
-            log.warning("%s: MongoDB does not answer (%s); trying again in %.0f s", who, reason, delay)
+            log.warning("%s: MongoDB does not answer (%s); trying again in %.0f s", who, brief(exc), delay)
         time.sleep(delay)
         delay = min(delay * 2, max_delay)

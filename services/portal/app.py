@@ -122,7 +122,7 @@ def _install_template_helpers(app: Flask) -> None:
 
 
 def translated_message(message) -> str:
-    """A message that may be one of the portal's msgids (translated), one of the registry's rule messages
+    """A message that may be one of the portal's msgids (translated), one of the services' rule messages
     (translated, with its values: services/portal/rule_messages.py) or a service's own text (shown as is).
 
     Never marked safe, and a service's message is never used as a format string: it may quote what a user typed.

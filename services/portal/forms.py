@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Callable, Mapping
 
 from services.portal.i18n import N_
+from shared.text import ascii_digits
 
 FEN_PER_YUAN = 100
 # "member" first: an unused row's role select shows the ordinary choice, not a second chair.
@@ -152,7 +153,7 @@ def row_indexes(form: Mapping[str, str], prefix: str) -> list[int]:
     indexes = set()
     for key in form:
         parts = key.split(".")
-        if len(parts) == 3 and parts[0] == prefix and parts[1].isascii() and parts[1].isdigit():
+        if len(parts) == 3 and parts[0] == prefix and ascii_digits(parts[1]):
             indexes.add(int(parts[1]))
     return sorted(indexes)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from services.portal.forms import format_yuan
 from services.portal.i18n import N_
 
 FIXED = (
@@ -40,11 +41,10 @@ FIXED = (
     N_("every tranche is a positive percentage"),
 )
 
-ENTERING = r"only a registered organization with no active risk flag may enter: organization (?P<org>\S+) is "
-
 # (pattern, template): the pattern's named groups are the template's placeholders. `type`, `status` and `list`
 # are the services' words for an organization type, a status or a risk list, shown by their names in the
-# user's language (the caller passes a translation for them); `doing` is one of ACTIONS.
+# user's language (the caller passes a translation for them); `doing` is one of ACTIONS; `refusal` is a
+# message inside the message (an organization's status, which the fund and the evaluation both give).
 TEMPLATES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(pattern), template) for pattern, template in (
     (r"a name has (?P<low>\d+) to (?P<high>\d+) characters \(this one has (?P<count>\d+)\)",
      N_("a name has %(low)s to %(high)s characters (this one has %(count)s)")),
@@ -87,15 +87,12 @@ TEMPLATES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(pattern), temp
      N_("the round is %(status)s: %(doing)s is possible only while it is open")),
     (r"the round is already (?P<status>[a-z_]+)",
      N_("the round is already %(status)s")),
-    (ENTERING + r"not registered \(no registration is known to this service\)",
-     N_("only a registered organization with no active risk flag may enter: organization %(org)s is not "
-        "registered (no registration is known to this service)")),
-    (ENTERING + r"(?P<status>[a-z_]+), not registered",
-     N_("only a registered organization with no active risk flag may enter: organization %(org)s is %(status)s, "
-        "not registered")),
-    (ENTERING + r"on the (?P<list>[a-z_]+) risk list",
-     N_("only a registered organization with no active risk flag may enter: organization %(org)s is on the "
-        "%(list)s")),
+    (r"only a registered organization with no active risk flag may enter: (?P<refusal>.+)",
+     N_("only a registered organization with no active risk flag may enter: %(refusal)s")),
+    (r"organization (?P<org>\S+) is not registered \(no registration is known to this service\)",
+     N_("organization %(org)s is not registered (no registration is known to this service)")),
+    (r"organization (?P<org>.+) is on the (?P<list>[a-z_]+) risk list",
+     N_("organization %(org)s is on the %(list)s")),
     (r"criterion keys must be unique; repeated: (?P<keys>.+)",
      N_("criterion keys must be unique; repeated: %(keys)s")),
     (r"weights must sum to 1; they sum to (?P<total>[\d.]+)",
@@ -171,11 +168,6 @@ ACTIONS = {"scoring": N_("scoring"), "declaring a conflict": N_("declaring a con
            "assigning reviewers": N_("assigning reviewers")}
 
 
-def yuan(fen: int) -> str:
-    """An amount in fen as yuan, with thousands separators: 123456789 -> '1,234,567.89'."""
-    return f"{fen // 100:,}.{fen % 100:02d}"
-
-
 def localized(message: str, gettext, term) -> str:
     """`message` in the user's language: `gettext` translates a msgid, `term` one of the services' words (an
     organization type, a status)."""
@@ -200,6 +192,6 @@ def localized(message: str, gettext, term) -> str:
                 values["refusal"] = localized(values["refusal"], gettext, term)
             for name in values:
                 if name.endswith("_fen"):
-                    values[name] = yuan(int(values[name]))
+                    values[name] = format_yuan(int(values[name]))
             return translated_template % values
     return message

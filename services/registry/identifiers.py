@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from shared.text import ascii_digits
+
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # no I, O, Z, S, V
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
@@ -21,12 +23,6 @@ def org_code_check(body: str) -> str:
     total = sum(w * _org_value(c) for w, c in zip(ORG_CODE_WEIGHTS, body))
     check = 11 - total % 11
     return {10: "X", 11: "0"}.get(check, str(check))
-
-
-def ascii_digits(text: str) -> bool:
-    """Only 0-9: str.isdigit() also takes full-width (２), Arabic-Indic (٢) and superscript (²) digits, the last
-    of which int() refuses."""
-    return text.isascii() and text.isdigit()
 
 
 def _org_value(char: str) -> int:
