@@ -71,7 +71,11 @@ RULE_CASES = [
     ("term_years", {"term_years": 6}, "1 to 5"),
     ("legal_representative.id_number", {"legal_representative": {"name": "张三", "id_number": "110105194912310021"}},
      "GB 11643"),
+    ("legal_representative.id_number",
+     {"legal_representative": {"name": "张三", "id_number": "１１０１０５１９４９１２３１００２Ｘ"}}, "half-width"),
+    ("name", {"name": PREFIX + "中\u200d国社区服务中心"}, "invisible or control characters (U+200D)"),
     ("contact.phone", {"contact": {"phone": "12345678901", "email": "a@b.cn"}}, "mobile"),
+    ("contact.phone", {"contact": {"phone": "13８00138000", "email": "a@b.cn"}}, "mobile"),
     ("contact.email", {"contact": {"phone": "13800138000", "email": "not-an-email"}}, ""),
     ("council.0.role", {"council": [{"name": "甲", "role": "king"}] + council(3)[1:]}, ""),
 ]
@@ -141,8 +145,10 @@ def test_a_string_that_is_not_unicode_text_is_a_400_and_writes_nothing(stack, fi
 
 @pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000])
 def test_a_body_nested_beyond_reason_is_a_400(stack, raw):
+    before = counts(stack)
     problem = check_problem(stack.client("registry", "applicant").post(ORGS, raw=raw), 400)
     assert "nest too deeply" in problem["detail"]
+    assert counts(stack) == before
 
 
 def test_duplicate_name_is_409_until_the_holder_is_rejected(stack):
