@@ -39,6 +39,18 @@ FIXED = (
     # the fund's
     N_("at least one tranche is needed"),
     N_("every tranche is a positive percentage"),
+    # what the stores and the shared layer say (a command that lost a race, a lookup, a request refused)
+    N_("the organization changed while this request was deciding; reload it and retry"),
+    N_("not a valid unified social credit code (GB 32100)"),
+    N_("a sweep cannot look ahead: as_of must not be after today (Asia/Shanghai)"),
+    N_("verifications exist only once the round is closed; it is still open"),
+    N_("the round changed while awards were granted; reload it"),
+    N_("a reviewer sees only its own assignments"),
+    N_("reviewers see other reviewers' scores only once the round is closed"),
+    N_("this Idempotency-Key was already used with a different request body"),
+    N_("already used with a different request body"),
+    N_("this operation needs an Idempotency-Key header"),
+    N_("at most 200 characters"),
 )
 
 # (pattern, template): the pattern's named groups are the template's placeholders. `type`, `status` and `list`
@@ -160,17 +172,113 @@ TEMPLATES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(pattern), temp
      N_("a park unit with code %(code)s already exists")),
     (r"no park unit (?P<unit>'.+')",
      N_("no park unit %(unit)s")),
+    (r"no fund (?P<fund>\S+)",
+     N_("no fund %(fund)s")),
+    (r"no grant (?P<grant>\S+)",
+     N_("no grant %(grant)s")),
+    (r"no residency (?P<residency>\S+)",
+     N_("no residency %(residency)s")),
+    (r"fund (?P<fund>\S+) cannot go below zero available",
+     N_("fund %(fund)s cannot go below zero available")),
+    (r"fund (?P<fund>\S+) changed while this command ran; retry it",
+     N_("fund %(fund)s changed while this command ran; retry it")),
+    (r"grant (?P<grant>\S+) changed while this command ran; retry it",
+     N_("grant %(grant)s changed while this command ran; retry it")),
+    (r"residency (?P<residency>\S+) changed while this command ran; retry it",
+     N_("residency %(residency)s changed while this command ran; retry it")),
+    # the registry's to officers, and its lookups
+    (r"no organization (?P<org>\S+)",
+     N_("no organization %(org)s")),
+    (r"no organization (?P<org>\S+) is known to this service",
+     N_("no organization %(org)s is known to this service")),
+    (r"no registered organization with the code (?P<uscc>\S+)",
+     N_("no registered organization with the code %(uscc)s")),
+    (r"no term renewal (?P<renewal>\S+) for organization (?P<org>\S+)",
+     N_("no term renewal %(renewal)s for organization %(org)s")),
+    (r"the renewal (?P<renewal>\S+) filed on (?P<filed>[\d-]+) is still waiting for a decision",
+     N_("the renewal %(renewal)s filed on %(filed)s is still waiting for a decision")),
+    (r"the organization is at version (?P<current>\d+), not (?P<expected>\d+); reload it and decide again",
+     N_("the organization is at version %(current)s, not %(expected)s; reload it and decide again")),
+    (r"If-Match (?P<tag>.+) names no version of this organization",
+     N_("If-Match %(tag)s names no version of this organization")),
+    (r"only a (?P<statuses>[a-z_ ]+) organization can be (?P<done>[a-z_]+); this one is (?P<status>[a-z_]+)",
+     N_("only a %(statuses)s organization can be %(done)s; this one is %(status)s")),
+    (r"only a submitted renewal can be approved; this one is (?P<status>[a-z_]+)",
+     N_("only a submitted renewal can be approved; this one is %(status)s")),
+    (r"only a submitted renewal can be rejected; this one is (?P<status>[a-z_]+)",
+     N_("only a submitted renewal can be rejected; this one is %(status)s")),
+    (r"no risk flag (?P<flag>\S+) on organization (?P<org>\S+)",
+     N_("no risk flag %(flag)s on organization %(org)s")),
+    (r"the flag (?P<flag>\S+) was already cleared on (?P<on>\S+)",
+     N_("the flag %(flag)s was already cleared on %(on)s")),
+    (r"a serious flag can be cleared only (?P<years>\d+) years after it was raised, from (?P<earliest>[\d-]+)",
+     N_("a serious flag can be cleared only %(years)s years after it was raised, from %(earliest)s")),
+    # the evaluation's lookups, reviewers and assignment
+    (r"no round (?P<round>\S+)",
+     N_("no round %(round)s")),
+    (r"no project (?P<project>\S+) in round (?P<round>\S+)",
+     N_("no project %(project)s in round %(round)s")),
+    (r"applicant (?P<sub>.+) does not act for organization (?P<org>\S+)",
+     N_("applicant %(sub)s does not act for organization %(org)s")),
+    (r"reviewer (?P<reviewer>.+) is already in round (?P<round>\S+)",
+     N_("reviewer %(reviewer)s is already in round %(round)s")),
+    (r"reviewer (?P<reviewer>.+) has no review of project (?P<project>\S+)",
+     N_("reviewer %(reviewer)s has no review of project %(project)s")),
+    (r"reviewer (?P<reviewer>.+) is not assigned to project (?P<project>\S+)",
+     N_("reviewer %(reviewer)s is not assigned to project %(project)s")),
+    (r"reviewer (?P<reviewer>.+) declared a conflict of interest on project (?P<project>\S+)",
+     N_("reviewer %(reviewer)s declared a conflict of interest on project %(project)s")),
+    (r"reviewer (?P<reviewer>.+) is no longer assigned to project (?P<project>\S+)",
+     N_("reviewer %(reviewer)s is no longer assigned to project %(project)s")),
+    (r"project (?P<project>\S+) cannot be awarded: (?P<refusal>.+)",
+     N_("project %(project)s cannot be awarded: %(refusal)s")),
+    (r"no assignment is possible: (?P<refusal>.+)",
+     N_("no assignment is possible: %(refusal)s")),
+    (r"every project needs (?P<needed>\d+) reviewers? but the round has (?P<count>\d+)",
+     N_("every project needs %(needed)s reviewers but the round has %(count)s")),
+    (r"project (?P<project>\S+) needs (?P<needed>\d+) reviewers? but only (?P<allowed>\d+) of the round's "
+     r"(?P<count>\d+) reviewers are neither affiliated with its organization (?P<org>\S+) nor in declared conflict "
+     r"with it",
+     N_("project %(project)s needs %(needed)s reviewers but only %(allowed)s of the round's %(count)s reviewers are "
+        "neither affiliated with its organization %(org)s nor in declared conflict with it")),
+    (r"reviewers (?P<names>.+) already scored more projects than the balanced maximum of (?P<upper>\d+), so loads "
+     r"cannot be kept within one of each other",
+     N_("reviewers %(names)s already scored more projects than the balanced maximum of %(upper)s, so loads cannot be "
+        "kept within one of each other")),
+    (r"projects (?P<names>.+) cannot all get (?P<needed>\d+) reviewers? while every reviewer keeps at most "
+     r"(?P<upper>\d+) projects \(loads within one of each other\): the reviewers free to review them are too few",
+     N_("projects %(names)s cannot all get %(needed)s reviewers while every reviewer keeps at most %(upper)s projects "
+        "(loads within one of each other): the reviewers free to review them are too few")),
+    (r"reviewer (?P<reviewer>.+) cannot be given the balanced minimum of (?P<lower>\d+) projects: it is affiliated "
+     r"with \(or in declared conflict with\) the organizations of too many projects for loads to stay within one of "
+     r"each other",
+     N_("reviewer %(reviewer)s cannot be given the balanced minimum of %(lower)s projects: it is affiliated with (or "
+        "in declared conflict with) the organizations of too many projects for loads to stay within one of each "
+        "other")),
+    # what every service says
+    (r"this action needs the role (?P<roles>[a-z ]+), not (?P<role>[a-z]+)",
+     N_("this action needs the role %(roles)s, not %(role)s")),
+    (r"at most (?P<limit>\d+) (?P<bucket>[a-z-]+) requests a minute per client; retry in (?P<seconds>\d+) s",
+     N_("at most %(limit)s %(bucket)s requests a minute per client; retry in %(seconds)s s")),
 ))
 
-# What the user was doing when a round refused it (the evaluation service's words).
+# Words a message names from a small set, shown in the user's language: what the user was doing when a round
+# refused it (the evaluation's words), what a registry command would have done (`only a registered organization
+# can be ...`), and which rate limit a client reached.
 ACTIONS = {"scoring": N_("scoring"), "declaring a conflict": N_("declaring a conflict"),
            "entering a project": N_("entering a project"), "adding a reviewer": N_("adding a reviewer"),
            "assigning reviewers": N_("assigning reviewers")}
+DONE = {"approved": N_("approved"), "rejected": N_("rejected"), "deregistered": N_("deregistered"),
+        "renewed": N_("renewed"), "reporting": N_("reporting"), "flagged": N_("flagged")}
+BUCKETS = {"applications": N_("applications")}  # the services' rate limits (shared.ratelimit)
+WORDS = {"doing": ACTIONS, "done": DONE, "bucket": BUCKETS}
+TERM_GROUPS = ("type", "status", "list", "role")  # one of the services' words (`term` shows it)
+TERM_LIST_GROUPS = ("statuses", "roles")  # several, "submitted or registered"
 
 
 def localized(message: str, gettext, term) -> str:
     """`message` in the user's language: `gettext` translates a msgid, `term` one of the services' words (an
-    organization type, a status)."""
+    organization type, a status, a role)."""
     translated = gettext(message)
     if translated != message:
         return translated
@@ -181,13 +289,17 @@ def localized(message: str, gettext, term) -> str:
             if translated_template == template:  # no translation in this language: the service's own words
                 return message
             values = match.groupdict()
-            for name in ("type", "status", "list"):
+            for name in TERM_GROUPS:
                 if name in values:
                     values[name] = term(values[name])
-            if "doing" in values:
-                if values["doing"] not in ACTIONS:
-                    return message
-                values["doing"] = gettext(ACTIONS[values["doing"]])
+            for name in TERM_LIST_GROUPS:
+                if name in values:
+                    values[name] = " / ".join(term(word) for word in values[name].split(" or "))
+            for name, words in WORDS.items():
+                if name in values:
+                    if values[name] not in words:
+                        return message
+                    values[name] = gettext(words[values[name]])
             if "refusal" in values:  # a message inside a message
                 values["refusal"] = localized(values["refusal"], gettext, term)
             for name in values:

@@ -4,7 +4,10 @@ reworded there cannot fall back to English unnoticed; and each is shown in Chine
 
 from __future__ import annotations
 
+import ast
+import itertools
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
@@ -23,7 +26,9 @@ CATALOG = {m.id: m.string for m in read_po(PO.open("rb"), locale="zh_CN") if m.i
 # The words inside messages, as the portal's labels and catalog name them.
 TERMS = {"social_group": "社会团体", "social_service_agency": "社会服务机构（民办非企业单位）", "foundation": "基金会",
          "closed": "已结束", "disqualified": "已取消资格", "awarded": "已授奖", "submitted": "已提交",
-         "insufficient_reviews": "评审不足", "abnormal": "活动异常名录", "graduated": "已出壳"}
+         "insufficient_reviews": "评审不足", "abnormal": "活动异常名录", "graduated": "已出壳",
+         "registered": "已登记", "approved": "已核准", "rejected": "已驳回", "officer": "工作人员",
+         "reviewer": "评审专家", "applicant": "申请人"}
 
 
 def in_chinese(message: str) -> str:
@@ -191,3 +196,93 @@ def test_every_template_and_fixed_message_has_its_translation():
     assert all(CATALOG.get(msgid) for msgid in FIXED)
     assert all(CATALOG.get(msgid) for msgid in ACTIONS.values())
     assert all(CATALOG.get(template) for _, template in TEMPLATES)
+
+
+# -- every message the services' code writes, read from their source ----------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = [*sorted((ROOT / "services").glob("[ref]*/*.py")), *sorted((ROOT / "shared").glob("*.py"))]
+# The problems the portal shows a user (beside a field, above a form, on the error page). Not: 400 (the portal
+# builds every body itself), 401 (it signs the user in again) and 503 (its "service down" page).
+SHOWN = {"Forbidden", "NotFound", "Conflict", "PreconditionFailed", "ValidationFailed", "TooManyRequests",
+         "AssignmentImpossible"}  # the last: the evaluation's reason inside "no assignment is possible: ..."
+NOT_SHOWN = {"no file {} of the docs page"}  # the API's own docs page, which the portal never asks for
+# What a placeholder may hold: a number or an id, one of the services' words (a status, a type, a role, what the
+# user was doing), a count of reviewers.
+SAMPLES = ("1", "submitted", "scoring", "approved", "applications", "officer or reviewer", "1 reviewer",
+           "verifications")
+
+
+def written_messages() -> list[tuple[str, str, list[list[str]]]]:
+    """(where, the message with {} for each value, its text parts) for every message a shown problem is made
+    with from a literal, in the services' and the shared layer's code."""
+    found = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+            owner = node.func.value.id if isinstance(node.func, ast.Attribute) and isinstance(
+                node.func.value, ast.Name) else None
+            if owner == "ValidationFailed" and name == "field":
+                arguments = node.args[1:2]
+            elif name in SHOWN and owner is None:
+                arguments = node.args[:1]
+            else:
+                continue
+            arguments += [item for keyword in node.keywords if keyword.arg == "errors"
+                          and isinstance(keyword.value, ast.Dict) for value in keyword.value.values
+                          if isinstance(value, ast.List) for item in value.elts]
+            for argument in arguments:
+                parts = literal_parts(argument)
+                if parts is not None and "{}".join(parts) not in NOT_SHOWN:
+                    found.append((f"{path.relative_to(ROOT)}:{node.lineno}", "{}".join(parts), parts))
+    return found
+
+
+def literal_parts(node) -> list[str] | None:
+    """The text around the values of a string literal or f-string (None for anything else: those messages are
+    made elsewhere, and the tests above make them)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if not isinstance(node, ast.JoinedStr):
+        return None
+    parts, text = [], ""
+    for value in node.values:
+        if isinstance(value, ast.Constant):
+            text += value.value
+        else:
+            parts.append(text + ("'" if value.conversion == ord("r") else ""))
+            text = "'" if value.conversion == ord("r") else ""
+    return parts + [text]
+
+
+def known(parts: list[str]) -> bool:
+    """Does the portal show this message, with some values in its placeholders, in Chinese?"""
+    for values in itertools.product(SAMPLES, repeat=len(parts) - 1):
+        message = parts[0] + "".join(value + part for value, part in zip(values, parts[1:]))
+        if in_chinese(message) != message:
+            return True
+    return False
+
+
+def test_every_message_the_services_write_is_known_to_the_portal():
+    """A new or reworded refusal anywhere in the services (a store's lost race, a lookup, a role check) is
+    caught here, not by a user reading English in the Chinese portal."""
+    messages = written_messages()
+    assert len(messages) > 60
+    assert [(where, message) for where, message, parts in messages if not known(parts)] == []
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("only a submitted organization can be approved; this one is registered",
+     "只有状态为“已提交”的组织才能核准登记；该组织的状态为“已登记”"),
+    ("this action needs the role officer or reviewer, not applicant",
+     "此操作需要“工作人员 / 评审专家”角色，当前角色为“申请人”"),
+    ("no assignment is possible: every project needs 3 reviewers but the round has 2",
+     "无法分配评审：每个项目需要 3 名评审专家，但本轮只有 2 名"),
+    ("at most 30 applications requests a minute per client; retry in 12 s",
+     "每分钟最多 30 次登记申请，请在 12 秒后重试"),
+    ("grant gr_1 changed while this command ran; retry it", "处理期间资助 gr_1 已被他人修改，请重试"),
+])
+def test_a_store_or_shared_message_is_shown_with_its_values(message, shown):
+    assert in_chinese(message) == shown
