@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -33,7 +34,7 @@ from shared.audit import audit_blueprint
 from shared.errors import PROBLEM_JSON, NotFound, Problem, ValidationFailed, flatten_errors, problem_body
 from shared.events import source_of
 from shared.metrics import Registry
-from shared.mongo import connect
+from shared.mongo import brief, connect
 from shared.outbox import Outbox
 from shared.schemas import ProblemSchema
 from shared.settings import Settings
@@ -59,8 +60,22 @@ class ServiceContext:
     outbox: Outbox
     uow: UnitOfWork
     metrics: Registry
+    make_store: Callable[["ServiceContext"], Any] | None = None
     store: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    _setting_up: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def ready_store(self):
+        """The store, once its collections' indexes exist. A process whose database did not answer when it
+        started sets them up at the first request that needs them: it does not serve a write before the unique
+        indexes a rule relies on exist, and until the database answers such a request is a 503 (ConnectionFailure
+        is answered by `database_unavailable_response`)."""
+        if self.store is None:
+            with self._setting_up:
+                if self.store is None:
+                    self.outbox.ensure_indexes()
+                    self.store = self.make_store(self)
+        return self.store
 
 
 def context() -> ServiceContext:
@@ -68,7 +83,7 @@ def context() -> ServiceContext:
 
 
 def store():
-    return context().store
+    return context().ready_store()
 
 
 class ProblemApi(Api):
@@ -120,9 +135,15 @@ def create_service_app(service: str, settings: Settings | None, *, blueprints: I
     db = client[settings.db_of(service)]
     outbox = Outbox(db, source_of(service))
     ctx = ServiceContext(service=service, settings=settings, client=client, db=db, outbox=outbox,
-                         uow=UnitOfWork(client, db, outbox), metrics=Registry())
-    outbox.ensure_indexes()
-    ctx.store = make_store(ctx)
+                         uow=UnitOfWork(client, db, outbox), metrics=Registry(), make_store=make_store)
+    try:
+        ctx.ready_store()
+    except ConnectionFailure as exc:
+        # A web process starts without its database (a restarted node, MongoDB still electing): it answers
+        # /healthz, /readyz says not ready, and each request that needs the database is a 503 until it answers.
+        # Exiting instead would have gunicorn's master give up, and a container runtime restart it with a
+        # growing delay that outlasts the database's own outage.
+        log.warning("MongoDB does not answer (%s); serving 503 until it does", brief(exc))
     app.extensions["socorg"] = ctx
     ctx.metrics.gauge("outbox_backlog", outbox.backlog, "changes whose events are recorded but not yet published")
     ctx.metrics.gauge("dead_letters", lambda: db["dead_letters"].estimated_document_count(),
@@ -341,7 +362,7 @@ def http_exception_response(error: HTTPException) -> Response:
 
 
 def database_unavailable_response(error: Exception) -> Response:
-    log.warning("database unavailable: %s", error)
+    log.warning("database unavailable: %s", brief(error) if isinstance(error, PyMongoError) else error)
     body = problem_body(503, "the database is not answering; retry later (creates: with the same Idempotency-Key)",
                         title="Service Unavailable", slug="unavailable")
     return _problem(body, 503, {"Retry-After": "1"})

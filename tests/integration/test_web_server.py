@@ -110,3 +110,46 @@ def test_gunicorn_writes_its_own_log_lines_in_the_application_process(registry_w
     wait_until(lambda: "Invalid HTTP header name: 'Bad Header'" in log.read_text(errors="replace"), timeout=10,
                message="gunicorn's warning about the bad header in the web log")
     assert "Logging error" not in log.read_text(errors="replace")
+
+
+def test_a_web_process_started_before_its_database_answers_503_and_then_serves(servers, tmp_path):
+    """gunicorn's master gives up when a worker fails to boot, and a container runtime restarts it with a growing
+    delay that can outlast the database's outage. So a web process starts without its database: it is alive
+    (/healthz), not ready (/readyz), answers what needs the database with a 503 problem+json, and, once the
+    database answers, serves with the unique indexes its rules rely on in place, without a restart."""
+    stack = Stack(servers)
+    db_port, port = infra.free_port(), infra.free_port()
+    argv = infra.gunicorn_argv("services.registry.app:create_app()", port, workers=1, threads=2, name="registry")
+    log = tmp_path / "registry-web.log"
+    process = infra.ManagedProcess("registry-web", argv, port, log,
+                                   env=stack.env(MONGODB_URI=infra.local_mongo_uri(db_port))).start()
+    database = None
+    try:
+        wait_until(lambda: "MongoDB does not answer" in log.read_text(), timeout=60,
+                   message="the web process to say it starts without MongoDB")
+        infra.wait_for_port(port, 60)
+        assert exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200
+        assert_problem(exchange(port, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 503)
+        token = stack.token("applicant", sub="early-applicant")
+        body = json.dumps(application(), ensure_ascii=False).encode()
+
+        def apply() -> tuple[int, dict[str, str], bytes]:
+            return exchange(port, b"POST /api/v1/organizations HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                            b"Authorization: Bearer " + token.encode() + b"\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+        refused = apply()
+        assert_problem(refused, 503)
+        assert refused[1]["Retry-After"]
+
+        database = infra.start_mongo(db_port, str(tmp_path / "mongo"), tmp_path)
+        created = apply()
+        assert created[0] == 201, created[2]
+        assert_problem(apply(), 409)  # the same name again: the unique index exists
+        assert process.process.poll() is None
+        assert "Traceback" not in log.read_text() and "Worker failed to boot" not in log.read_text()
+    finally:
+        process.stop()
+        if database is not None:
+            database.stop()
+        stack.close()
