@@ -168,27 +168,31 @@ PHONE = re.compile(r"^(\+?86[- ]?)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}(-\d{1,6})?)$",
 
 
 def application_problems(application: dict, rules: Rules) -> dict[str, list[str]]:
-    """Every registration rule the application breaks, by field (an empty dict when it is valid)."""
+    """Every registration rule the application breaks, by field (an empty dict when it is valid).
+
+    Each rule is judged when the fields it reads are there, so this also judges the valid part of an application
+    whose other fields are malformed (ApplicationSchema): one answer then names every problem. A complete
+    application (domain.submit) has them all."""
     problems: dict[str, list[str]] = {}
 
     def add(field_name: str, message: str) -> None:
         problems.setdefault(field_name, []).append(message)
 
-    org_type = application["type"]
-    for message in name_problems(application["name"], org_type, rules):
-        add("name", message)
-    id_number = application["legal_representative"]["id_number"]
-    if not id_number.isascii():
-        add("legal_representative.id_number", "digits 0-9 and X only, half-width (not full-width)")
-    elif not identifiers.is_valid_id_number(id_number):
-        add("legal_representative.id_number", "not a valid resident ID number (GB 11643 check character)")
-    elif not identifiers.id_number_birth_date(id_number):
-        add("legal_representative.id_number", "the birth date in the ID number is not a real date")
-    if not PHONE.match(application["contact"]["phone"].strip()):
+    org_type = application.get("type")
+    known_type = org_type in rules.min_funds_fen
+    if "name" in application:
+        for message in name_problems(application["name"], org_type, rules):
+            add("name", message)
+    id_number = (application.get("legal_representative") or {}).get("id_number")
+    if id_number is not None and (problem := id_number_problem(id_number)):
+        add("legal_representative.id_number", problem)
+    phone = (application.get("contact") or {}).get("phone")
+    if phone is not None and not PHONE.match(phone.strip()):
         add("contact.phone", "a mainland mobile (11 digits, 1[3-9]…) or a landline with area code (0xx-xxxxxxxx)")
-    minimum = rules.min_funds_fen[org_type]
-    if application["registered_funds_fen"] < minimum:
-        add("registered_funds_fen", f"a {org_type} registers at least {minimum} fen ({minimum // 100} CNY)")
+    if known_type and "registered_funds_fen" in application:
+        minimum = rules.min_funds_fen[org_type]
+        if application["registered_funds_fen"] < minimum:
+            add("registered_funds_fen", f"a {org_type} registers at least {minimum} fen ({minimum // 100} CNY)")
     if org_type == SOCIAL_GROUP:
         members = application.get("members")
         if members is None:
@@ -197,11 +201,24 @@ def application_problems(application: dict, rules: Rules) -> dict[str, list[str]
             add("members", f"a social_group has at least {rules.min_individual_members} individual members, "
                            f"or at least {rules.min_unit_members} unit members, or at least "
                            f"{rules.min_total_members} together")
-    for field_name, messages in council_problems(application["council"], org_type, rules).items():
-        problems.setdefault(field_name, []).extend(messages)
-    for message in term_years_problems(application["term_years"], rules):
-        add("term_years", message)
+    if known_type and "council" in application:
+        for field_name, messages in council_problems(application["council"], org_type, rules).items():
+            problems.setdefault(field_name, []).extend(messages)
+    if "term_years" in application:
+        for message in term_years_problems(application["term_years"], rules):
+            add("term_years", message)
     return problems
+
+
+def id_number_problem(id_number: str) -> str | None:
+    """What is wrong with a resident ID number (GB 11643), or None."""
+    if not id_number.isascii():
+        return "digits 0-9 and X only, half-width (not full-width)"
+    if not identifiers.is_valid_id_number(id_number):
+        return "not a valid resident ID number (GB 11643 check character)"
+    if not identifiers.id_number_birth_date(id_number):
+        return "the birth date in the ID number is not a real date"
+    return None
 
 
 def members_enough(members: dict, rules: Rules) -> bool:

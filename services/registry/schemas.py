@@ -6,11 +6,14 @@ members, council size, term length) are domain.py's, so their 422s name the rule
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 
+from services.registry import domain
 from services.registry.domain import (COUNCIL_ROLES, ORGANIZATION_TYPES, PUBLIC_STATUSES, RISK_LEVELS, RISK_LISTS,
                                       STATUSES)
+from shared.errors import flatten_errors
 from shared.schemas import MAX_FEN, IsoDate, PageArgs, Schema
+from shared.web import context
 
 REASON = validate.Length(min=1, max=500)
 FEN = validate.Range(min=0, max=MAX_FEN)
@@ -47,6 +50,11 @@ class CouncilMemberSchema(Schema):
 COUNCIL = validate.Length(max=200)
 
 
+def reads(field_name: str, path: str) -> bool:
+    """Is `path` the field `field_name` or inside it ("council" and "council.1.role")?"""
+    return path == field_name or path.startswith(field_name + ".")
+
+
 class ApplicationSchema(Schema):
     name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
     type = fields.Str(required=True, validate=validate.OneOf(ORGANIZATION_TYPES))
@@ -59,6 +67,28 @@ class ApplicationSchema(Schema):
     supervisor_unit = fields.Str(allow_none=True, validate=validate.Length(max=100))
     council = fields.List(fields.Nested(CouncilMemberSchema), required=True, validate=COUNCIL)
     term_years = fields.Int(required=True, strict=True, validate=validate.Range(min=1, max=100))
+
+    def load(self, data, **kwargs):
+        """An application with malformed fields is refused with the registration rules its valid fields break
+        too, so that one answer names every problem: an applicant who mistyped the e-mail address learns in the
+        same answer that the name lacks the region prefix, rather than after correcting the address. A rule that
+        reads a malformed field is not judged (its field already has a message)."""
+        try:
+            return super().load(data, **kwargs)
+        except ValidationError as exc:
+            if not isinstance(exc.valid_data, dict):
+                raise
+            malformed = flatten_errors(exc.messages)
+            # A list with a malformed item holds the valid items only (a council of 2 of the 3 people sent): judged
+            # without that field. A nested object holds its valid fields, which are judged.
+            judged = {name: value for name, value in exc.valid_data.items()
+                      if not (isinstance(value, list) and any(reads(name, path) for path in malformed))}
+            rules = domain.Rules.from_settings(context().settings)
+            broken = {name: messages for name, messages in domain.application_problems(judged, rules).items()
+                      if not any(reads(name, path) or reads(path, name) for path in malformed)}
+            if not broken:
+                raise
+            raise ValidationError({**exc.messages, **broken}, valid_data=exc.valid_data) from None
 
 
 class TermSchema(Schema):
@@ -164,6 +194,28 @@ class RenewalRequestSchema(Schema):
     election_date = IsoDate(required=True)
     council = fields.List(fields.Nested(CouncilMemberSchema), required=True, validate=COUNCIL)
     term_years = fields.Int(required=True, strict=True, validate=validate.Range(min=1, max=100))
+
+    def load(self, data, **kwargs):
+        """An application with malformed fields is refused with the registration rules its valid fields break
+        too, so that one answer names every problem: an applicant who mistyped the e-mail address learns in the
+        same answer that the name lacks the region prefix, rather than after correcting the address. A rule that
+        reads a malformed field is not judged (its field already has a message)."""
+        try:
+            return super().load(data, **kwargs)
+        except ValidationError as exc:
+            if not isinstance(exc.valid_data, dict):
+                raise
+            malformed = flatten_errors(exc.messages)
+            # A list with a malformed item holds the valid items only (a council of 2 of the 3 people sent): judged
+            # without that field. A nested object holds its valid fields, which are judged.
+            judged = {name: value for name, value in exc.valid_data.items()
+                      if not (isinstance(value, list) and any(reads(name, path) for path in malformed))}
+            rules = domain.Rules.from_settings(context().settings)
+            broken = {name: messages for name, messages in domain.application_problems(judged, rules).items()
+                      if not any(reads(name, path) or reads(path, name) for path in malformed)}
+            if not broken:
+                raise
+            raise ValidationError({**exc.messages, **broken}, valid_data=exc.valid_data) from None
 
 
 class RenewalSchema(Schema):

@@ -103,6 +103,27 @@ def test_type_specific_rules(stack, make, overrides, field):
     assert counts(stack) == before
 
 
+def test_one_answer_names_the_malformed_fields_and_the_rules_the_others_break(stack):
+    """An applicant who mistyped the e-mail address learns in the same answer that the name lacks the region
+    prefix, the ID number's check character is wrong and the funds are too low: not one batch per attempt."""
+    before = counts(stack)
+    body = application(name="浦东新区阳光养老服务中心", registered_funds_fen=5_000_000,
+                       legal_representative={"name": "张三", "id_number": "110105194912310021"},
+                       contact={"phone": "1380013800", "email": "a@b"})
+    body["council"] = body["council"] + [{"name": "赵六", "role": "boss"}]
+    problem = check_problem(stack.client("registry", "applicant").post(ORGS, body), 422)
+    errors = problem["errors"]
+    assert set(errors) == {"contact.email", "council.3.role", "name", "legal_representative.id_number",
+                           "contact.phone", "registered_funds_fen"}, errors
+    assert "region prefix" in errors["name"][0] and "GB 11643" in errors["legal_representative.id_number"][0]
+    assert all(name in problem["detail"] for name in errors)
+    # A rule that reads a malformed field is not judged: with the type unknown, nothing that depends on it.
+    errors = check_problem(stack.client("registry", "applicant").post(
+        ORGS, application(type="club", registered_funds_fen=1)), 422)["errors"]
+    assert set(errors) == {"type"}, errors
+    assert counts(stack) == before
+
+
 def test_wrong_json_types_are_422_not_500(stack):
     applicant = stack.client("registry", "applicant")
     for overrides in ({"registered_funds_fen": "lots"}, {"registered_funds_fen": 1.5}, {"term_years": "5"},

@@ -184,6 +184,27 @@ def test_every_broken_rule_is_reported_at_once_as_a_422():
     assert raised.value.status == 422
 
 
+def test_the_valid_part_of_an_application_is_judged_on_its_own():
+    """Any subset of an application's fields (what is left when the others are malformed) is judged without
+    error, and only by the rules that read those fields."""
+    import itertools
+
+    broken = application(type="social_group", name="浦东新区集邮中心", registered_funds_fen=1, term_years=9,
+                         legal_representative={"name": "张", "id_number": "110105194912310021"},
+                         contact={"phone": "12", "email": "a@b.cn"}, council=council(2, 0))
+    broken.pop("members", None)
+    reads = {"name": {"name"}, "legal_representative.id_number": {"legal_representative"},
+             "contact.phone": {"contact"}, "registered_funds_fen": {"type", "registered_funds_fen"},
+             "members": {"type"}, "council": {"type", "council"}, "term_years": {"term_years"}}
+    assert set(domain.application_problems(broken, RULES)) == set(reads)
+    for size in range(len(broken) + 1):
+        for kept in itertools.combinations(broken, size):
+            problems = domain.application_problems({name: broken[name] for name in kept}, RULES)
+            assert {field for field in problems if reads[field] <= set(kept)} == set(problems), kept
+            assert {field for field, needs in reads.items() if needs <= set(kept)} == set(problems), kept
+    assert domain.application_problems({"contact": {"email": "a@b.cn"}}, RULES) == {}  # the phone was malformed
+
+
 def test_thresholds_come_from_settings():
     rules = Rules.from_settings(Settings(registry_min_funds_social_service_agency_fen=5, registry_council_min=1,
                                          region_prefix="上海市黄浦区", registry_annual_report_deadline="06-30"))
