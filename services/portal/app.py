@@ -18,7 +18,8 @@ from services.portal.forms import format_yuan
 from services.portal.labels import SERVICES, TERMS
 from services.portal.pages import applicant, auth, officer, reviewer
 from services.portal.rule_messages import localized
-from services.portal.web import ROLE_HOME, check_csrf, csrf_token, current_user, label_of, settings as portal_settings
+from services.portal.web import (ROLE_HOME, check_csrf, csrf_token, current_user, label_of, local_day, local_moment,
+                                 settings as portal_settings)
 from shared import logs
 from shared.errors import TooManyRequests
 from shared.ratelimit import MemoryRateLimiter
@@ -103,8 +104,9 @@ def select_locale() -> str:
 def _install_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = lambda fen: "¥" + format_yuan(fen) if fen is not None else "—"
     app.jinja_env.filters["num"] = lambda value: "—" if value is None else format_decimal(value)
-    app.jinja_env.filters["day"] = lambda value: (str(value)[:10] if value else "—")
-    app.jinja_env.filters["moment"] = lambda value: (str(value)[:16].replace("T", " ") if value else "—")
+    # The services' times are UTC; a page shows the bureau's clock (SOCORG_TIMEZONE, Asia/Shanghai).
+    app.jinja_env.filters["day"] = lambda value: local_day(value, portal_settings().timezone)
+    app.jinja_env.filters["moment"] = lambda value: local_moment(value, portal_settings().timezone)
     app.jinja_env.filters["msg"] = translated_message
     app.jinja_env.filters["term"] = lambda value: translated_message(TERMS.get(value, value)) if value else "—"
     app.jinja_env.filters["role_option"] = lambda role: (role, translated_message(TERMS.get(role, role)))

@@ -43,6 +43,39 @@ def district_today() -> date:
     return datetime.now(ZoneInfo(settings().timezone)).date()
 
 
+def local_moment(value, zone: str) -> str:
+    """A time the services give (ISO 8601, in UTC) as the bureau's clock reads it: "2026-12-31 17:00" for a round
+    that closes at 17:00 in Shanghai, which the API writes 2026-12-31T09:00:00+00:00."""
+    if not value:
+        return "—"
+    moment = _aware(value)
+    if moment is None:
+        return str(value)[:16].replace("T", " ")
+    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+def local_day(value, zone: str) -> str:
+    """A date, or the bureau's date of a time (a registration at 07:00 in Shanghai is 23:00 UTC the day before)."""
+    if not value:
+        return "—"
+    moment = _aware(value)
+    if moment is None:
+        return str(value)[:10]
+    return moment.astimezone(ZoneInfo(zone)).date().isoformat()
+
+
+def _aware(value) -> datetime | None:
+    """`value` as a time with its offset, or None for a date or a time without one (shown as written)."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+    return moment if moment.tzinfo is not None else None
+
+
 def current_user() -> User | None:
     data = session.get("user")
     if not data:
