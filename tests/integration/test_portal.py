@@ -9,13 +9,15 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.registry import domain
 from tests.e2e.live import LiveStack
 from tests.support.data import application
+from tests.support.registry import rewrite_organization
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -271,3 +273,61 @@ def test_an_officer_form_shows_its_field_errors_then_succeeds_then_shows_the_api
     assert status == 409 and "A-101" in html and 'value="60"' in html
     assert "的园区单元已存在" in html  # the fund's refusal, in the user's language
     assert units.count_documents({"code": "A-101"}) == 1
+
+
+def test_the_officer_sees_the_whole_application_and_decides_it_on_its_page(stack, live):
+    """What the applicant stated (legal representative, contact, council, when, on the bureau's clock) is on the
+    page where the officer decides; a rejection there without a reason is the page again with the error, and
+    changes nothing."""
+    body = application(contact={"phone": "13912345678", "email": "office@example.cn"})
+    applicant = Browser(portal(live), "applicant", "zhang")
+    form = apply_form(body, supervisor_unit="浦东新区社会工作党委")
+    organization_id = applicant.post("/applicant/apply", form)[2]["Location"].rsplit("/", 1)[1]
+    officer = Browser(portal(live), "officer", "li")
+    status, html = officer.get(f"/officer/organizations/{organization_id}")
+    assert status == 200
+    for stated in ("13912345678", "office@example.cn", "浦东新区社会工作党委", body["legal_representative"]["name"],
+                   *(member["name"] for member in body["council"]), "理事长"):
+        assert stated in html, stated
+    submitted_at = organizations(stack).find_one({"_id": organization_id})["submitted_at"]
+    assert submitted_at.replace(tzinfo=timezone.utc).astimezone(ZoneInfo("Asia/Shanghai")).strftime(
+        "%Y-%m-%d %H:%M") in html
+
+    status, html, _ = officer.post(f"/officer/organizations/{organization_id}/reject",
+                                   {"reason": " ", "from": "organization"})
+    assert status == 422 and "必填" in html and "13912345678" in html  # the organization's page, with the error
+    assert organizations(stack).find_one({"_id": organization_id})["status"] == "submitted"
+    status, _, headers = officer.post(f"/officer/organizations/{organization_id}/reject",
+                                      {"reason": "章程草案不全", "from": "organization"})
+    assert status == 302 and headers["Location"].endswith(f"/officer/organizations/{organization_id}")
+    stored = organizations(stack).find_one({"_id": organization_id})
+    assert stored["status"] == "rejected" and stored["rejection_reason"] == "章程草案不全"
+    status, html = applicant.get(f"/applicant/organizations/{organization_id}")
+    assert "章程草案不全" in html and "申请填报信息" in html and body["council"][1]["name"] in html
+
+
+def test_an_officer_rejects_a_renewal_and_deregisters_from_the_organizations_page(stack, live):
+    applicant, officer, organization_id = registered_through_the_portal(live)
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    started = today.replace(year=today.year - 5) + timedelta(days=40)  # the term ends in 40 days
+    rewrite_organization(stack.db("registry"), organization_id,
+                         lambda document: document.update(term=domain.term_from(started, 5)))
+    renewal = {"election_date": today.isoformat(), "term_years": "5", "council.0.name": "张三",
+               "council.0.role": "chair", "council.1.name": "李四", "council.1.role": "member",
+               "council.2.name": "王五", "council.2.role": "member"}
+    assert applicant.post(f"/applicant/organizations/{organization_id}/renewals", renewal)[0] == 302
+    renewal_id = stack.db("registry")["term_renewals"].find_one({"organization_id": organization_id})["_id"]
+    status, html = officer.get(f"/officer/organizations/{organization_id}")
+    assert "驳回换届申请" in html and "注销该组织" in html
+
+    path = f"/officer/organizations/{organization_id}/renewals/{renewal_id}/reject"
+    status, html, _ = officer.post(path, {"reason": ""})
+    assert status == 422 and "必填" in html
+    assert officer.post(path, {"reason": "换届会议未达法定人数"})[0] == 302
+    assert stack.db("registry")["term_renewals"].find_one({"_id": renewal_id})["status"] == "rejected"
+
+    status, html, _ = officer.post(f"/officer/organizations/{organization_id}/deregister", {"reason": ""})
+    assert status == 422 and "注销理由" in html and "<details open>" in html
+    assert organizations(stack).find_one({"_id": organization_id})["status"] == "registered"
+    assert officer.post(f"/officer/organizations/{organization_id}/deregister", {"reason": "自行解散"})[0] == 302
+    assert organizations(stack).find_one({"_id": organization_id})["status"] == "deregistered"

@@ -72,6 +72,9 @@ def approve(organization_id):
 @blp.post("/organizations/<organization_id>/reject")
 @role_required("officer")
 def reject(organization_id):
+    if request.form.get("from") == "organization":  # the organization's own page: back to it
+        return organization_action(organization_id, "reject", forms.reason_body, gettext("Application rejected."),
+                                   form="reject")
     body, errors = forms.reason_body(request.form)
     if errors:
         page = backend().registry.get("/api/v1/organizations", status="submitted", page=page_number(),
@@ -107,7 +110,9 @@ def organizations():
                            types=forms.ORGANIZATION_TYPES, risks=("none", *forms.RISK_LISTS))
 
 
-def organization_page(organization_id: str, *, errors=None, values=None, problem=None):
+def organization_page(organization_id: str, *, errors=None, values=None, problem=None, form: str | None = None):
+    """The organization, its council, flags and renewals, and the officer's actions; `form` names the action
+    whose form shows `values` and `errors` (a flag's when None)."""
     registry = backend().registry
     organization = registry.get(f"/api/v1/organizations/{organization_id}")
     flags = optional(lambda: registry.get(f"/api/v1/organizations/{organization_id}/risk-flags", per_page=100),
@@ -115,7 +120,7 @@ def organization_page(organization_id: str, *, errors=None, values=None, problem
     renewals = optional(lambda: registry.get(f"/api/v1/organizations/{organization_id}/term-renewals",
                                              per_page=100), 404, 405, default=None)
     return render_form("officer/organization.html", organization=organization, flags=flags["items"],
-                       renewals=renewals, errors=errors, values=values or {}, problem=problem,
+                       renewals=renewals, errors=errors, values=values or {}, problem=problem, form=form,
                        lists=forms.RISK_LISTS, labels={"list": N_("List"), "reason": N_("Reason")})
 
 
@@ -125,9 +130,9 @@ def organization(organization_id):
     return organization_page(organization_id)
 
 
-def organization_action(organization_id: str, path: str, body_of, done: str):
+def organization_action(organization_id: str, path: str, body_of, done: str, *, form: str | None = None):
     return post_form(body_of, lambda body: backend().registry.post(f"/api/v1/organizations/{organization_id}/{path}", body),
-                     lambda **shown: organization_page(organization_id, values=request.form, **shown),
+                     lambda **shown: organization_page(organization_id, values=request.form, form=form, **shown),
                      lambda _: flash_and_go(done, "officer.organization", organization_id=organization_id))
 
 
@@ -151,11 +156,18 @@ def approve_renewal(organization_id, renewal_id):
                                gettext("Term renewal approved: the new term has started."))
 
 
+@blp.post("/organizations/<organization_id>/renewals/<renewal_id>/reject")
+@role_required("officer")
+def reject_renewal(organization_id, renewal_id):
+    return organization_action(organization_id, f"term-renewals/{renewal_id}/reject", forms.reason_body,
+                               gettext("Term renewal rejected."), form="reject-renewal")
+
+
 @blp.post("/organizations/<organization_id>/deregister")
 @role_required("officer")
 def deregister(organization_id):
     return organization_action(organization_id, "deregister", forms.reason_body,
-                               gettext("Organization deregistered."))
+                               gettext("Organization deregistered."), form="deregister")
 
 
 # -- risk ----------------------------------------------------------------------------------------------
