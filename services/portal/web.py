@@ -172,6 +172,17 @@ def label_of(key: str, labels: Mapping[str, str]) -> str:
     return key
 
 
+def optional(call, *statuses: int, default=None):
+    """`call()`, or `default` when the service answers one of `statuses` (404 if none given): a part of a page
+    that may be missing."""
+    try:
+        return call()
+    except ApiError as error:
+        if error.status in (statuses or (404,)):
+            return default
+        raise
+
+
 def post_form(parse: Callable | None, send: Callable, page: Callable, done: Callable):
     """The life of a form post, the same on every page: `parse(request.form)` gives the API body and the
     field errors; with errors, `page(errors=...)` shows the form again. Else `send(body)` calls a service:

@@ -111,6 +111,9 @@ def test_apply_approve_enter_score_close_award_pay(people, live):
     applicant.shot("08-applicant-enter-project")
     page.get_by_role("button", name=re.compile("提交项目")).click()
     expect(page.locator(".flashes .flash-success")).to_contain_text("社区长者助餐服务")
+    # back on the applicant's home, the round lists what the organization entered, with its status
+    expect(page.locator("main table")).to_contain_text("社区长者助餐服务")
+    expect(page.locator("main table")).to_contain_text("已申报")
 
     # -- the officer assigns; both reviewers score -------------------------------------------------------------
     page = officer.goto(round_url.removeprefix(live.url))

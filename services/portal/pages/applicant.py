@@ -11,8 +11,8 @@ from services.portal.backend import ApiError, new_idempotency_key
 from services.portal.guidance import advice_for
 from services.portal.i18n import N_
 from services.portal.pages.auth import act_for
-from services.portal.web import (backend, current_user, district_today, flash_and_go, post_form, render_form,
-                                 role_required)
+from services.portal.web import (backend, current_user, district_today, flash_and_go, optional, post_form,
+                                 render_form, role_required)
 
 blp = Blueprint("applicant", __name__, url_prefix="/applicant")
 COUNCIL_ROWS = 5
@@ -76,6 +76,9 @@ def open_rounds() -> tuple[list[dict], bool]:
 @role_required("applicant")
 def home():
     rounds, rounds_listed = open_rounds()
+    for round_ in rounds:  # what this applicant's organizations entered in each, with its status
+        round_["mine"] = optional(lambda: backend().evaluation.get(f"/api/v1/rounds/{round_['id']}/projects",
+                                                                   per_page=100)["items"], 403, 404, default=[])
     return render_template("applicant/home.html", organizations=my_organizations(), rounds=rounds,
                            rounds_listed=rounds_listed)
 

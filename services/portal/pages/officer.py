@@ -10,20 +10,11 @@ from flask_babel import gettext
 from services.portal import charts, forms
 from services.portal.backend import ApiError, new_idempotency_key
 from services.portal.i18n import N_
-from services.portal.web import (back_to, backend, district_today, flash_and_go, post_form, render_form,
+from services.portal.web import (back_to, backend, district_today, flash_and_go, optional, post_form, render_form,
                                  role_required)
 
 blp = Blueprint("officer", __name__, url_prefix="/officer")
 PER_PAGE = 20
-
-
-def optional(call, *statuses: int, default=None):
-    try:
-        return call()
-    except ApiError as error:
-        if error.status in (statuses or (404,)):
-            return default
-        raise
 
 
 def page_number() -> int:
