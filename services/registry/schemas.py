@@ -195,28 +195,6 @@ class RenewalRequestSchema(Schema):
     council = fields.List(fields.Nested(CouncilMemberSchema), required=True, validate=COUNCIL)
     term_years = fields.Int(required=True, strict=True, validate=validate.Range(min=1, max=100))
 
-    def load(self, data, **kwargs):
-        """An application with malformed fields is refused with the registration rules its valid fields break
-        too, so that one answer names every problem: an applicant who mistyped the e-mail address learns in the
-        same answer that the name lacks the region prefix, rather than after correcting the address. A rule that
-        reads a malformed field is not judged (its field already has a message)."""
-        try:
-            return super().load(data, **kwargs)
-        except ValidationError as exc:
-            if not isinstance(exc.valid_data, dict):
-                raise
-            malformed = flatten_errors(exc.messages)
-            # A list with a malformed item holds the valid items only (a council of 2 of the 3 people sent): judged
-            # without that field. A nested object holds its valid fields, which are judged.
-            judged = {name: value for name, value in exc.valid_data.items()
-                      if not (isinstance(value, list) and any(reads(name, path) for path in malformed))}
-            rules = domain.Rules.from_settings(context().settings)
-            broken = {name: messages for name, messages in domain.application_problems(judged, rules).items()
-                      if not any(reads(name, path) or reads(path, name) for path in malformed)}
-            if not broken:
-                raise
-            raise ValidationError({**exc.messages, **broken}, valid_data=exc.valid_data) from None
-
 
 class RenewalSchema(Schema):
     id = fields.Str(attribute="_id")

@@ -7,21 +7,10 @@ from flask import Blueprint, render_template, request
 from flask_babel import gettext
 
 from services.portal import forms
-from services.portal.backend import ApiError
 from services.portal.i18n import N_
-from services.portal.web import backend, current_user, flash_and_go, post_form, render_form, role_required
+from services.portal.web import backend, current_user, flash_and_go, optional, post_form, render_form, role_required
 
 blp = Blueprint("reviewer", __name__, url_prefix="/reviewer")
-
-
-def optional(call, *missing_statuses: int, default=None):
-    """The call's answer, or `default` when the service answers one of `missing_statuses`."""
-    try:
-        return call()
-    except ApiError as error:
-        if error.status in (missing_statuses or (404,)):
-            return default
-        raise
 
 
 def my_review(round_id: str, project_id: str) -> dict | None:
