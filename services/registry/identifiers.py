@@ -3,6 +3,7 @@ resident ID number (GB 11643)."""
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 
 from shared.text import ascii_digits
@@ -47,6 +48,12 @@ def make_uscc(org_type: str, area_code: str, org_body: str) -> str:
         raise ValueError("the area code has 6 digits")
     first17 = CIVIL_AFFAIRS + TYPE_DIGIT[org_type] + area_code + org_body + org_code_check(org_body)
     return first17 + uscc_check(first17)
+
+
+def uscc_as_typed(text: str) -> str:
+    """A code as a person looking it up types or pastes it: full-width (a Chinese input method), lower case,
+    with spaces around it. Only for finding a code; a code the registry writes is always upper case ASCII."""
+    return unicodedata.normalize("NFKC", text).strip().upper()
 
 
 def is_valid_uscc(code: str) -> bool:

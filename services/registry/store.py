@@ -88,6 +88,7 @@ class RegistryStore:
         return organization
 
     def get_public(self, uscc: str) -> dict:
+        uscc = identifiers.uscc_as_typed(uscc)
         if not identifiers.is_valid_uscc(uscc):
             raise ValidationFailed.field("uscc", "not a valid unified social credit code (GB 32100)")
         organization = self.organizations.find_one({"uscc": uscc})

@@ -4,6 +4,7 @@ register and the events. (Terms, reports and risk lists: test_registry_risk.py; 
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -303,6 +304,9 @@ def test_public_register_by_uscc_without_token_and_without_personal_data(stack):
     assert {"registered_at", "term", "domain"} <= set(public.body)
     text = str(public.body)
     assert not [word for word in PERSONAL if word in text]
+    # as a person types or pastes it: lower case, full-width, with spaces
+    typed = "　" + organization["uscc"].lower().translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789"}) + " "
+    assert stack.client("registry").get(f"/api/v1/public/organizations/{quote(typed)}").body == public.body
 
 
 def test_public_register_shows_deregistered_but_never_submitted_or_rejected(stack):
