@@ -300,6 +300,12 @@ def grant_body(form: Mapping[str, str]) -> tuple[dict, dict[str, list[str]]]:
             "tranches": read.parsed("tranches", parse_percentages)}, read.errors
 
 
+def clawback_body(form: Mapping[str, str]) -> tuple[dict, dict[str, list[str]]]:
+    """Money an organization returns on a grant, and why."""
+    read = FormReader(form)
+    return {"amount_fen": read.parsed("amount_yuan", parse_yuan), "reason": read.text("reason") or ""}, read.errors
+
+
 def reason_body(form: Mapping[str, str], name: str = "reason") -> tuple[dict, dict[str, list[str]]]:
     """Reject, clear and deregister need a reason: the portal asks for it before calling the API."""
     read = FormReader(form)

@@ -16,6 +16,7 @@ import pytest
 
 from services.registry import domain
 from tests.e2e.live import LiveStack
+from tests.integration.fund_invariants import known_organization, make_grant, open_fund
 from tests.support.data import application
 from tests.support.registry import rewrite_organization
 
@@ -331,3 +332,30 @@ def test_an_officer_rejects_a_renewal_and_deregisters_from_the_organizations_pag
     assert organizations(stack).find_one({"_id": organization_id})["status"] == "registered"
     assert officer.post(f"/officer/organizations/{organization_id}/deregister", {"reason": "自行解散"})[0] == 302
     assert organizations(stack).find_one({"_id": organization_id})["status"] == "deregistered"
+
+
+def test_an_officer_claws_back_on_a_paid_grant_from_the_funds_page(stack, live):
+    """The clawback form sits on each paid grant: an unreadable amount shows beside it (nothing sent), more than
+    was paid shows the fund's refusal in Chinese in the same form, and a good one returns the money to the fund."""
+    known_organization(stack, "org_paid")
+    fund = open_fund(stack, budget_fen=10_000_000)
+    grant = make_grant(stack, fund["id"], "org_paid", amount_fen=1_000_000, tranches=(50, 50))
+    officer = Browser(portal(live), "officer", "li")
+    page = f"/officer/funds/{fund['id']}"
+    assert officer.post(f"{page}/grants/{grant['id']}/disburse", {"idempotency_key": "pay-1"})[0] == 302
+    status, html = officer.get(page)
+    assert status == 200 and "追回资金" in html
+
+    path = f"{page}/grants/{grant['id']}/clawbacks"
+    status, html, _ = officer.post(path, {"amount_yuan": "很多", "reason": "项目终止", "idempotency_key": "cb-1"})
+    assert status == 422 and 'id="f-clawback-amount-1-error"' in html and '<details class="clawback" open>' in html
+    status, html, _ = officer.post(path, {"amount_yuan": "6000", "reason": "项目终止", "idempotency_key": "cb-2"})
+    assert status == 409 and "超过" in html and '<details class="clawback" open>' in html
+    assert officer_api(stack).get(f"/api/v1/funds/{fund['id']}").body["clawed_back_fen"] == 0
+    status, _, headers = officer.post(path, {"amount_yuan": "1000.50", "reason": "项目终止", "idempotency_key": "cb-3"})
+    assert status == 302 and headers["Location"].endswith(page)
+    assert officer_api(stack).get(f"/api/v1/funds/{fund['id']}").body["clawed_back_fen"] == 100_050
+
+
+def officer_api(stack):
+    return stack.client("fund", "officer", sub="li")

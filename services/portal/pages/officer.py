@@ -299,6 +299,7 @@ def award(round_id):
 FUND_LABELS = {"name": N_("Fund name"), "year": N_("Year"), "budget_yuan": N_("Budget (yuan)")}
 GRANT_LABELS = {"organization_id": N_("Organization id"), "title": N_("Grant title"),
                 "amount_yuan": N_("Amount (yuan)"), "tranches": N_("Tranches (percent, comma-separated)")}
+CLAWBACK_LABELS = {"reason": N_("Reason")}
 
 
 def funds_page(values=None, errors=None, problem=None):
@@ -336,15 +337,18 @@ def fund_chart(fund: dict):
     return charts.horizontal_bars(bars, title=gettext("Budget, committed, disbursed and available"))
 
 
-def fund_page(fund_id: str, *, values=None, errors=None, problem=None):
+def fund_page(fund_id: str, *, values=None, errors=None, problem=None, form: str = "grant"):
+    """The fund, its grants and held tranches, and the officer's forms; `form` names the one that shows `values`
+    and `errors`: "grant" (commit a grant) or "clawback:<grant id>"."""
     api = backend().fund
     fund_ = api.get(f"/api/v1/funds/{fund_id}")
     grants = api.get(f"/api/v1/funds/{fund_id}/grants", per_page=100)
     held = [{**d, "grant": g} for g in grants.get("items", []) for d in g.get("disbursements", [])
             if d.get("status") == "held"]
+    new_grant = {"idempotency_key": new_idempotency_key(), "tranches": "100"}
     return render_form("officer/fund.html", fund=fund_, chart=fund_chart(fund_), grants=grants, held=held,
-                       values=values or {"idempotency_key": new_idempotency_key(), "tranches": "100"}, errors=errors,
-                       problem=problem, labels=GRANT_LABELS, pay_key=new_idempotency_key)
+                       values=values or new_grant, errors=errors, problem=problem, form=form, new_grant=new_grant,
+                       labels=GRANT_LABELS | CLAWBACK_LABELS, pay_key=new_idempotency_key)
 
 
 @blp.get("/funds/<fund_id>")
@@ -361,6 +365,17 @@ def create_grant(fund_id):
                                                       idempotency_key=request.form.get("idempotency_key")),
                      lambda **shown: fund_page(fund_id, values=request.form, **shown),
                      lambda _: flash_and_go(gettext("Grant committed."), "officer.fund", fund_id=fund_id))
+
+
+@blp.post("/funds/<fund_id>/grants/<grant_id>/clawbacks")
+@role_required("officer")
+def claw_back(fund_id, grant_id):
+    return post_form(forms.clawback_body,
+                     lambda body: backend().fund.post(f"/api/v1/grants/{grant_id}/clawbacks", body,
+                                                      idempotency_key=request.form.get("idempotency_key")),
+                     lambda **shown: fund_page(fund_id, values=request.form, form=f"clawback:{grant_id}", **shown),
+                     lambda _: flash_and_go(gettext("Clawback recorded: the amount is back in the fund."),
+                                            "officer.fund", fund_id=fund_id))
 
 
 @blp.post("/funds/<fund_id>/grants/<grant_id>/disburse")
