@@ -16,7 +16,7 @@ from services.portal import i18n
 from services.portal.backend import ApiError, ServiceDown
 from services.portal.forms import format_yuan
 from services.portal.labels import SERVICES, TERMS
-from services.portal.pages import applicant, auth, officer, reviewer
+from services.portal.pages import applicant, auth, officer, public, reviewer
 from services.portal.rule_messages import localized
 from services.portal.web import (ROLE_HOME, check_csrf, csrf_token, current_user, label_of, local_day, local_moment,
                                  settings as portal_settings)
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["portal"] = {"settings": settings,
                                 "sign_in_limiter": MemoryRateLimiter(settings.rate_limit_per_minute)}
     Babel(app, locale_selector=select_locale)
-    for blueprint in (auth.blp, applicant.blp, reviewer.blp, officer.blp):
+    for blueprint in (auth.blp, applicant.blp, reviewer.blp, officer.blp, public.blp):
         app.register_blueprint(blueprint)
     _install_template_helpers(app)
     _install_error_pages(app)

@@ -172,6 +172,14 @@ def label_of(key: str, labels: Mapping[str, str]) -> str:
     return key
 
 
+def page_number() -> int:
+    """The list page the address asks for (?page=), 1 when it names none it could."""
+    try:
+        return max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        return 1
+
+
 def optional(call, *statuses: int, default=None):
     """`call()`, or `default` when the service answers one of `statuses` (404 if none given): a part of a page
     that may be missing."""

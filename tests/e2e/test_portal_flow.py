@@ -155,6 +155,13 @@ def test_apply_approve_enter_score_close_award_pay(people, live):
     row.locator("input[name$='.prize_yuan']").fill("50000")
     page.get_by_role("button", name=re.compile("授予奖项")).click()
     expect(page.locator(".flashes .flash-success")).to_be_visible()
+    # The applicant sees its project's score, rank and award on its home page.
+    page_of_applicant = applicant.goto("/applicant")
+    outcome = page_of_applicant.locator("main table tr", has_text="社区长者助餐服务").last
+    expect(outcome).to_contain_text("82")
+    expect(outcome).to_contain_text("一等奖")
+    expect(outcome).to_contain_text("¥50,000.00")
+    applicant.shot("12c-applicant-results")
 
     # -- the grant appears on the fund dashboard (award.granted event) and a tranche is paid -----------------
     page = officer.goto(fund_url.removeprefix(live.url))

@@ -19,6 +19,7 @@ from tests.e2e.live import LiveStack
 from tests.integration.fund_invariants import known_organization, make_grant, open_fund
 from tests.support.data import application
 from tests.support.registry import rewrite_organization
+from tests.support.stack import wait_until
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -359,3 +360,30 @@ def test_an_officer_claws_back_on_a_paid_grant_from_the_funds_page(stack, live):
 
 def officer_api(stack):
     return stack.client("fund", "officer", sub="li")
+
+
+def test_anyone_looks_an_organization_up_in_the_public_register_without_signing_in(stack, live):
+    stack.start_workers("registry")  # its follower keeps the search index
+    applicant, officer, organization_id = registered_through_the_portal(live)
+    assert officer.post(f"/officer/organizations/{organization_id}/flags",
+                        {"list": "abnormal", "reason": "未按章程开展活动"})[0] == 302
+    organization = organizations(stack).find_one({"_id": organization_id})
+    anyone = portal(live).test_client()
+    page = anyone.get("/register")
+    assert page.status_code == 200 and "社会组织信用信息公示" in page.get_data(as_text=True)
+    search = "/register?q=" + organization["name"][7:11]
+    # the registry's search follows its changes about a second behind
+    def listed():
+        html = anyone.get(search).get_data(as_text=True)
+        return html if organization["uscc"] in html else None
+
+    found = wait_until(listed, timeout=30, message="the search to find the organization")
+    assert organization["name"] in found and "活动异常名录" in found
+    entry = anyone.get(f"/register/{organization['uscc'].lower()}")
+    html = entry.get_data(as_text=True)
+    assert entry.status_code == 200 and organization["uscc"] in html and "未按章程开展活动" in html
+    for personal in ("13800138000", "contact@example.cn", "11010519491231002X", "张三"):
+        assert personal not in html
+    missing = anyone.get("/register/91310000MA1FL0000X")
+    assert missing.status_code == 404 and "91310000MA1FL0000X" in missing.get_data(as_text=True)
+    assert anyone.get("/register?q=" + "长" * 101).status_code == 200  # the registry's 422, shown on the page

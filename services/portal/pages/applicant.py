@@ -80,7 +80,29 @@ def home():
         round_["mine"] = optional(lambda: backend().evaluation.get(f"/api/v1/rounds/{round_['id']}/projects",
                                                                    per_page=100)["items"], 403, 404, default=[])
     return render_template("applicant/home.html", organizations=my_organizations(), rounds=rounds,
-                           rounds_listed=rounds_listed)
+                           rounds_listed=rounds_listed, outcomes=my_outcomes())
+
+
+def my_outcomes() -> list[dict]:
+    """The results of this applicant's projects in finished rounds (the evaluation answers an applicant with its
+    own projects only), newest round first, each with its award if it won one."""
+    evaluation = backend().evaluation
+    outcomes = []
+    for status in ("awarded", "closed"):
+        finished = optional(lambda: evaluation.get("/api/v1/rounds", status=status, per_page=20)["items"],
+                            403, 404, default=[])
+        for round_ in finished:
+            results = optional(lambda: evaluation.get(f"/api/v1/rounds/{round_['id']}/results",
+                                                      per_page=100)["items"], 403, 404, 409, default=[])
+            if not results:
+                continue
+            awards = {} if status != "awarded" else {
+                award["project_id"]: award for award in optional(
+                    lambda: evaluation.get(f"/api/v1/rounds/{round_['id']}/awards", per_page=100)["items"],
+                    403, 404, default=[])}
+            outcomes += [{"round": round_, "result": result, "award": awards.get(result["project_id"])}
+                         for result in results]
+    return sorted(outcomes, key=lambda outcome: outcome["round"].get("year", 0), reverse=True)
 
 
 # -- apply ---------------------------------------------------------------------------------------------

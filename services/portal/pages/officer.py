@@ -10,18 +10,11 @@ from flask_babel import gettext
 from services.portal import charts, forms
 from services.portal.backend import ApiError, new_idempotency_key
 from services.portal.i18n import N_
-from services.portal.web import (back_to, backend, district_today, flash_and_go, optional, post_form, render_form,
-                                 role_required)
+from services.portal.web import (back_to, backend, district_today, flash_and_go, optional, page_number, post_form,
+                                 render_form, role_required)
 
 blp = Blueprint("officer", __name__, url_prefix="/officer")
 PER_PAGE = 20
-
-
-def page_number() -> int:
-    try:
-        return max(1, int(request.args.get("page", 1)))
-    except ValueError:
-        return 1
 
 
 def api_failure_flash(problem: ApiError) -> None:
