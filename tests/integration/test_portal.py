@@ -324,12 +324,13 @@ def test_an_officer_rejects_a_renewal_and_deregisters_from_the_organizations_pag
 
     path = f"/officer/organizations/{organization_id}/renewals/{renewal_id}/reject"
     status, html, _ = officer.post(path, {"reason": ""})
-    assert status == 422 and "必填" in html
+    assert status == 422 and "必填" in html and 'href="#f-renewal-reason"' in html and 'id="f-renewal-reason"' in html
     assert officer.post(path, {"reason": "换届会议未达法定人数"})[0] == 302
     assert stack.db("registry")["term_renewals"].find_one({"_id": renewal_id})["status"] == "rejected"
 
     status, html, _ = officer.post(f"/officer/organizations/{organization_id}/deregister", {"reason": ""})
     assert status == 422 and "注销理由" in html and "<details open>" in html
+    assert 'href="#f-deregister-reason"' in html and 'id="f-deregister-reason"' in html  # the summary's link
     assert organizations(stack).find_one({"_id": organization_id})["status"] == "registered"
     assert officer.post(f"/officer/organizations/{organization_id}/deregister", {"reason": "自行解散"})[0] == 302
     assert organizations(stack).find_one({"_id": organization_id})["status"] == "deregistered"
@@ -350,6 +351,7 @@ def test_an_officer_claws_back_on_a_paid_grant_from_the_funds_page(stack, live):
     path = f"{page}/grants/{grant['id']}/clawbacks"
     status, html, _ = officer.post(path, {"amount_yuan": "很多", "reason": "项目终止", "idempotency_key": "cb-1"})
     assert status == 422 and 'id="f-clawback-amount-1-error"' in html and '<details class="clawback" open>' in html
+    assert 'href="#f-clawback-amount-1"' in html  # the error summary's link finds the field
     status, html, _ = officer.post(path, {"amount_yuan": "6000", "reason": "项目终止", "idempotency_key": "cb-2"})
     assert status == 409 and "超过" in html and '<details class="clawback" open>' in html
     assert officer_api(stack).get(f"/api/v1/funds/{fund['id']}").body["clawed_back_fen"] == 0
