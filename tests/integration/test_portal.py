@@ -325,8 +325,12 @@ def test_an_officer_rejects_a_renewal_and_deregisters_from_the_organizations_pag
     path = f"/officer/organizations/{organization_id}/renewals/{renewal_id}/reject"
     status, html, _ = officer.post(path, {"reason": ""})
     assert status == 422 and "必填" in html and 'href="#f-renewal-reason"' in html and 'id="f-renewal-reason"' in html
+    status, html = applicant.get(f"/applicant/organizations/{organization_id}")
+    assert "等待民政局审批" in html  # the applicant sees its renewal waiting
     assert officer.post(path, {"reason": "换届会议未达法定人数"})[0] == 302
     assert stack.db("registry")["term_renewals"].find_one({"_id": renewal_id})["status"] == "rejected"
+    status, html = applicant.get(f"/applicant/organizations/{organization_id}")
+    assert "换届会议未达法定人数" in html and "已报送: 暂无" in html  # and why it was rejected; no report filed yet
 
     status, html, _ = officer.post(f"/officer/organizations/{organization_id}/deregister", {"reason": ""})
     assert status == 422 and "注销理由" in html and "<details open>" in html

@@ -163,8 +163,11 @@ def organization_page(organization_id: str, *, renewal=None, report=None, status
             status = problem.status
     if renewal_errors or report_errors:
         status = status if status != 200 else 422
+    renewals = optional(lambda: backend().registry.get(f"/api/v1/organizations/{organization_id}/term-renewals",
+                                                       per_page=20)["items"], 403, 404, 405, default=[])
     return render_template(
         "applicant/organization.html", organization=organization, flags=risk_flags(organization_id),
+        renewals=renewals,
         renewal={"values": renewal_values, "errors": renewal_errors, "problem": renewal_problem,
                  "labels": RENEWAL_LABELS, "rows": council_rows(renewal_values)},
         report={"values": report_values, "errors": report_errors, "problem": report_problem, "labels": REPORT_LABELS},
