@@ -14,6 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -79,8 +80,11 @@ class ServiceClient:
         if self.request_id:
             headers["X-Request-ID"] = self.request_id
         params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        # Paths carry ids from the page's own address: a "?" or "#" in one must stay in its segment, not start a
+        # query of the call (parameters go in `params`).
+        url = self.base_url + quote(path, safe="/")
         try:
-            response = self.http.request(method, self.base_url + path, json=json, params=params, headers=headers,
+            response = self.http.request(method, url, json=json, params=params, headers=headers,
                                          timeout=self.timeout)
         except requests.Timeout:
             raise ServiceDown(self.service, "timed out") from None
