@@ -394,3 +394,24 @@ def test_anyone_looks_an_organization_up_in_the_public_register_without_signing_
     missing = anyone.get("/register/91310000MA1FL0000X")
     assert missing.status_code == 404 and "91310000MA1FL0000X" in missing.get_data(as_text=True)
     assert anyone.get("/register?q=" + "长" * 101).status_code == 200  # the registry's 422, shown on the page
+
+
+def test_an_officer_names_a_grants_organization_by_its_code_or_its_name(stack, live):
+    """Officers know an organization's code and name, not the system's id: the grant form takes either."""
+    stack.start_workers("registry")  # its follower keeps the search index the lookup uses
+    _, officer, organization_id = registered_through_the_portal(live)
+    organization = organizations(stack).find_one({"_id": organization_id})
+    known_organization(stack, organization_id)
+    fund = open_fund(stack)
+    wait_until(lambda: stack.client("registry", "officer").get(
+        f"/api/v1/organizations?q={organization['uscc']}").body["total"] == 1, timeout=30,
+        message="the registry's search to index the organization")
+    page = f"/officer/funds/{fund['id']}/grants"
+    grant = {"title": "社区助老项目", "amount_yuan": "1000", "tranches": "100"}
+    status, html, _ = officer.post(page, {**grant, "organization_id": "91310000MA1FL0000X", "idempotency_key": "g-0"})
+    assert status == 422 and "没有已登记组织使用此代码或名称" in html
+    for typed, key in ((organization["uscc"].lower(), "g-1"), (organization["name"], "g-2"), (organization_id, "g-3")):
+        status, _, _ = officer.post(page, {**grant, "organization_id": typed, "idempotency_key": key})
+        assert status == 302, typed
+    grants = list(stack.db("fund")["grants"].find({}, {"organization_id": 1}))
+    assert [g["organization_id"] for g in grants] == [organization_id] * 3

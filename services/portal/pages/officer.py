@@ -15,10 +15,34 @@ from services.portal.web import (back_to, backend, district_today, flash_and_go,
 
 blp = Blueprint("officer", __name__, url_prefix="/officer")
 PER_PAGE = 20
+ORGANIZATION_ID_PREFIX = "org_"  # the registry's ids (services/registry/domain.py, new_organization_id)
 
 
 def api_failure_flash(problem: ApiError) -> None:
     flash(problem.detail, "error")
+
+
+def naming_an_organization(parse):
+    """`parse` for a form with an `organization_id` field that an officer fills in with what it knows: the
+    organization's unified social credit code, its exact name, or its id. The services want the id; a code or a
+    name is looked up among registered organizations (the registry's search)."""
+    def parse_and_find(form):
+        body, errors = parse(form)
+        typed = (body.get("organization_id") or "").strip()
+        if not typed or errors.get("organization_id") or typed.startswith(ORGANIZATION_ID_PREFIX):
+            return body, errors
+        found = backend().registry.get("/api/v1/organizations", q=typed, status="registered", per_page=5)["items"]
+        exact = [o for o in found if typed.upper() == (o.get("uscc") or "") or typed == o.get("name")]
+        chosen = exact if exact else found
+        if len(chosen) == 1:
+            body["organization_id"] = chosen[0]["id"]
+        else:
+            errors.setdefault("organization_id", []).append(
+                N_("no registered organization has this code or name") if not chosen else
+                N_("several registered organizations match; type the whole code or the whole name"))
+        return body, errors
+
+    return parse_and_find
 
 
 @blp.get("")
@@ -290,7 +314,7 @@ def award(round_id):
 
 # -- fund ----------------------------------------------------------------------------------------------
 FUND_LABELS = {"name": N_("Fund name"), "year": N_("Year"), "budget_yuan": N_("Budget (yuan)")}
-GRANT_LABELS = {"organization_id": N_("Organization id"), "title": N_("Grant title"),
+GRANT_LABELS = {"organization_id": N_("Organization"), "title": N_("Grant title"),
                 "amount_yuan": N_("Amount (yuan)"), "tranches": N_("Tranches (percent, comma-separated)")}
 CLAWBACK_LABELS = {"reason": N_("Reason")}
 
@@ -353,7 +377,7 @@ def fund(fund_id):
 @blp.post("/funds/<fund_id>/grants")
 @role_required("officer")
 def create_grant(fund_id):
-    return post_form(forms.grant_body,
+    return post_form(naming_an_organization(forms.grant_body),
                      lambda body: backend().fund.post(f"/api/v1/funds/{fund_id}/grants", body,
                                                       idempotency_key=request.form.get("idempotency_key")),
                      lambda **shown: fund_page(fund_id, values=request.form, **shown),
@@ -392,7 +416,7 @@ def disburse(fund_id, grant_id):
 
 
 # -- park ----------------------------------------------------------------------------------------------
-PARK_LABELS = {"code": N_("Unit code"), "area_m2": N_("Area (m²)"), "organization_id": N_("Organization id"),
+PARK_LABELS = {"code": N_("Unit code"), "area_m2": N_("Area (m²)"), "organization_id": N_("Organization"),
                "unit": N_("Unit code"), "start": N_("Start date"), "years": N_("Years")}
 
 
@@ -432,7 +456,8 @@ def add_unit():
 @blp.post("/park/residencies")
 @role_required("officer")
 def add_residency():
-    return park_action("residencies", forms.residency_body, "residency", gettext("Residency started."))
+    return park_action("residencies", naming_an_organization(forms.residency_body), "residency",
+                       gettext("Residency started."))
 
 
 @blp.post("/park/residencies/<residency_id>/graduate")
