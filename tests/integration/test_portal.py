@@ -415,3 +415,26 @@ def test_an_officer_names_a_grants_organization_by_its_code_or_its_name(stack, l
         assert status == 302, typed
     grants = list(stack.db("fund")["grants"].find({}, {"organization_id": 1}))
     assert [g["organization_id"] for g in grants] == [organization_id] * 3
+
+
+def test_an_officer_names_a_reviewers_affiliations_by_code_or_name(stack, live):
+    stack.start_workers("registry")
+    _, officer, organization_id = registered_through_the_portal(live)
+    organization = organizations(stack).find_one({"_id": organization_id})
+    wait_until(lambda: stack.client("registry", "officer").get(
+        f"/api/v1/organizations?q={organization['uscc']}").body["total"] == 1, timeout=30,
+        message="the registry's search to index the organization")
+    round_ = stack.client("evaluation", "officer", sub="li").post("/api/v1/rounds", {
+        "name": "2026 品牌项目", "year": 2026, "aggregation": "mean", "reviewers_per_project": 1,
+        "criteria": [{"key": "impact", "label": "成效", "weight": 1, "max_score": 10}],
+        "closes_at": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()}).body
+    path = f"/officer/rounds/{round_['id']}/reviewers"
+    status, html, _ = officer.post(path, {"reviewer": "expert-wang", "name": "王教授",
+                                          "affiliations": f"{organization['uscc']}，没有这个组织"})
+    assert status == 422 and "没有这个组织: 没有已登记组织使用此代码或名称" in html
+    assert stack.db("evaluation")["reviewers"].count_documents({}) == 0
+    status, _, _ = officer.post(path, {"reviewer": "expert-wang", "name": "王教授",
+                                       "affiliations": f"{organization['uscc']}, {organization['name']}"})
+    assert status == 302
+    reviewer = stack.db("evaluation")["reviewers"].find_one({"reviewer": "expert-wang"})
+    assert reviewer["affiliations"] == [organization_id]  # both name it; the service keeps it once

@@ -22,27 +22,40 @@ def api_failure_flash(problem: ApiError) -> None:
     flash(problem.detail, "error")
 
 
-def naming_an_organization(parse):
-    """`parse` for a form with an `organization_id` field that an officer fills in with what it knows: the
-    organization's unified social credit code, its exact name, or its id. The services want the id; a code or a
+def naming_organizations(parse, field: str = "organization_id"):
+    """`parse` for a form whose `field` an officer fills in with what it knows of an organization (or, for a
+    list, of each): its unified social credit code, its exact name, or its id. The services want ids; a code or a
     name is looked up among registered organizations (the registry's search)."""
     def parse_and_find(form):
         body, errors = parse(form)
-        typed = (body.get("organization_id") or "").strip()
-        if not typed or errors.get("organization_id") or typed.startswith(ORGANIZATION_ID_PREFIX):
+        value = body.get(field)
+        if errors.get(field) or not value:
             return body, errors
-        found = backend().registry.get("/api/v1/organizations", q=typed, status="registered", per_page=5)["items"]
-        exact = [o for o in found if typed.upper() == (o.get("uscc") or "") or typed == o.get("name")]
-        chosen = exact if exact else found
-        if len(chosen) == 1:
-            body["organization_id"] = chosen[0]["id"]
-        else:
-            errors.setdefault("organization_id", []).append(
-                N_("no registered organization has this code or name") if not chosen else
-                N_("several registered organizations match; type the whole code or the whole name"))
+        several = isinstance(value, list)
+        ids = []
+        for typed in (value if several else [value]):
+            found, problem = organization_id_of(typed.strip())
+            if problem:
+                errors.setdefault(field, []).append(f"{typed}: {gettext(problem)}" if several else problem)
+            ids.append(found)
+        body[field] = ids if several else ids[0]
         return body, errors
 
     return parse_and_find
+
+
+def organization_id_of(typed: str) -> tuple[str | None, str | None]:
+    """The id of the registered organization `typed` names, or None and why not (a msgid)."""
+    if typed.startswith(ORGANIZATION_ID_PREFIX):
+        return typed, None
+    found = backend().registry.get("/api/v1/organizations", q=typed, status="registered", per_page=5)["items"]
+    exact = [o for o in found if typed.upper() == (o.get("uscc") or "") or typed == o.get("name")]
+    chosen = exact if exact else found
+    if len(chosen) == 1:
+        return chosen[0]["id"], None
+    if not chosen:
+        return None, N_("no registered organization has this code or name")
+    return None, N_("several registered organizations match; type the whole code or the whole name")
 
 
 @blp.get("")
@@ -250,7 +263,7 @@ def create_round():
 
 
 REVIEWER_LABELS = {"reviewer": N_("Reviewer id"), "name": N_("Reviewer name"),
-                   "affiliations": N_("Affiliated organization ids (comma-separated)")}
+                   "affiliations": N_("Affiliated organizations (comma-separated)")}
 
 
 def round_page(round_id: str, *, form: str | None = None, values=None, errors=None, problem=None):
@@ -291,7 +304,8 @@ def round_action(round_id: str, path: str, body_of, which: str, done: str, *, id
 @blp.post("/rounds/<round_id>/reviewers")
 @role_required("officer")
 def add_reviewer(round_id):
-    return round_action(round_id, "reviewers", forms.reviewer_body, "reviewer", gettext("Reviewer added."))
+    return round_action(round_id, "reviewers", naming_organizations(forms.reviewer_body, "affiliations"), "reviewer",
+                        gettext("Reviewer added."))
 
 
 @blp.post("/rounds/<round_id>/assignments")
@@ -377,7 +391,7 @@ def fund(fund_id):
 @blp.post("/funds/<fund_id>/grants")
 @role_required("officer")
 def create_grant(fund_id):
-    return post_form(naming_an_organization(forms.grant_body),
+    return post_form(naming_organizations(forms.grant_body),
                      lambda body: backend().fund.post(f"/api/v1/funds/{fund_id}/grants", body,
                                                       idempotency_key=request.form.get("idempotency_key")),
                      lambda **shown: fund_page(fund_id, values=request.form, **shown),
@@ -456,7 +470,7 @@ def add_unit():
 @blp.post("/park/residencies")
 @role_required("officer")
 def add_residency():
-    return park_action("residencies", naming_an_organization(forms.residency_body), "residency",
+    return park_action("residencies", naming_organizations(forms.residency_body), "residency",
                        gettext("Residency started."))
 
 
