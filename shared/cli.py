@@ -171,7 +171,8 @@ def _up(settings: Settings, args) -> int:
         for service in (*SERVICES, "portal"):
             infra.wait_for_port(settings.port_of(service), timeout=60)
         print("\nsocorg is up:")
-        print(f"  {'portal':<11} http://127.0.0.1:{settings.port_of('portal')}/   (sign in, apply, score, run the bureau)")
+        print(f"  {'portal':<11} http://127.0.0.1:{settings.port_of('portal')}/   (sign in, apply, score, run the bureau; "
+              f"the public register at /register)")
         for service in SERVICES:
             base = f"http://127.0.0.1:{settings.port_of(service)}"
             print(f"  {service:<11} {base}/api/v1   docs {base}/docs   ready {base}/readyz")
