@@ -410,6 +410,8 @@ def test_an_officer_names_a_grants_organization_by_its_code_or_its_name(stack, l
     grant = {"title": "社区助老项目", "amount_yuan": "1000", "tranches": "100"}
     status, html, _ = officer.post(page, {**grant, "organization_id": "91310000MA1FL0000X", "idempotency_key": "g-0"})
     assert status == 422 and "没有已登记组织使用此代码或名称" in html
+    status, html, _ = officer.post(page, {**grant, "organization_id": "长" * 150, "idempotency_key": "g-00"})
+    assert status == 422 and "没有已登记组织使用此代码或名称" in html  # longer than a search takes
     for typed, key in ((organization["uscc"].lower(), "g-1"), (organization["name"], "g-2"), (organization_id, "g-3")):
         status, _, _ = officer.post(page, {**grant, "organization_id": typed, "idempotency_key": key})
         assert status == 302, typed

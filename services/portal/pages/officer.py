@@ -48,7 +48,8 @@ def organization_id_of(typed: str) -> tuple[str | None, str | None]:
     """The id of the registered organization `typed` names, or None and why not (a msgid)."""
     if typed.startswith(ORGANIZATION_ID_PREFIX):
         return typed, None
-    found = backend().registry.get("/api/v1/organizations", q=typed, status="registered", per_page=5)["items"]
+    found = optional(lambda: backend().registry.get("/api/v1/organizations", q=typed, status="registered",
+                                                    per_page=5)["items"], 422, default=[])  # 422: too long a text
     exact = [o for o in found if typed.upper() == (o.get("uscc") or "") or typed == o.get("name")]
     chosen = exact if exact else found
     if len(chosen) == 1:
