@@ -386,6 +386,7 @@ def test_anyone_looks_an_organization_up_in_the_public_register_without_signing_
 
     found = wait_until(listed, timeout=30, message="the search to find the organization")
     assert organization["name"] in found and "活动异常名录" in found
+    assert organization["uscc"] not in anyone.get(search + "&status=deregistered").get_data(as_text=True)
     entry = anyone.get(f"/register/{organization['uscc'].lower()}")
     html = entry.get_data(as_text=True)
     assert entry.status_code == 200 and organization["uscc"] in html and "未按章程开展活动" in html

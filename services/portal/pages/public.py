@@ -12,7 +12,8 @@ from services.portal.web import backend, page_number
 
 blp = Blueprint("public", __name__, url_prefix="/register")
 PER_PAGE = 20
-FILTERS = ("q", "type", "risk")
+FILTERS = ("q", "status", "type", "risk")
+PUBLIC_STATUSES = ("registered", "deregistered")  # what the public register holds
 
 
 @blp.get("")
@@ -28,7 +29,7 @@ def search():
                 raise
             problem = error
     return render_template("public/search.html", page=page, filters=filters, problem=problem,
-                           types=forms.ORGANIZATION_TYPES, risks=("none", *forms.RISK_LISTS))
+                           statuses=PUBLIC_STATUSES, types=forms.ORGANIZATION_TYPES, risks=("none", *forms.RISK_LISTS))
 
 
 @blp.get("/<uscc>")
