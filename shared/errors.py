@@ -67,7 +67,17 @@ class ValidationFailed(Problem):
 
     @classmethod
     def field(cls, field_name: str, message: str) -> "ValidationFailed":
-        return cls(f"{field_name}: {message}", errors={field_name: [message]})
+        return cls.of({field_name: [message]})
+
+    @classmethod
+    def of(cls, problems: dict[str, list[str]]) -> "ValidationFailed":
+        """Every problem at once, by field; the detail lists them all."""
+        return cls(problems_in_words(problems), errors=problems)
+
+
+def problems_in_words(problems: dict[str, list[str]]) -> str:
+    """{"name": ["a", "b"], "council": ["c"]} as "name: a b; council: c" (a 422's detail)."""
+    return "; ".join(f"{name}: {' '.join(messages)}" for name, messages in problems.items())
 
 
 class TooManyRequests(Problem):

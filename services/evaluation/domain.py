@@ -97,11 +97,14 @@ def reviewer_doc_id(round_id: str, reviewer: str) -> str:
 
 # -- rounds -------------------------------------------------------------------------------------------------
 def new_round(body: dict, *, actor: str, now: datetime, rules: Rules) -> dict:
+    """A new open round; every rule the body breaks is named at once (422)."""
     criteria = body["criteria"]
-    check_criteria(criteria)
     closes_at = aware(body["closes_at"], rules.tz)
-    if closes_at <= now:
-        raise ValidationFailed.field("closes_at", "must be in the future")
+    problems = {name: messages for name, messages in (
+        ("criteria", criteria_problems(criteria)),
+        ("closes_at", ["must be in the future"] if closes_at <= now else [])) if messages}
+    if problems:
+        raise ValidationFailed.of(problems)
     return {
         "_id": new_id("rnd"),
         "name": body["name"].strip(),
@@ -119,14 +122,17 @@ def new_round(body: dict, *, actor: str, now: datetime, rules: Rules) -> dict:
     }
 
 
-def check_criteria(criteria: Sequence[dict]) -> None:
+def criteria_problems(criteria: Sequence[dict]) -> list[str]:
+    """What is wrong with a round's criteria: repeated keys, weights that do not sum to 1."""
+    problems = []
     keys = [c["key"] for c in criteria]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
-        raise ValidationFailed.field("criteria", f"criterion keys must be unique; repeated: {', '.join(duplicates)}")
+        problems.append(f"criterion keys must be unique; repeated: {', '.join(duplicates)}")
     total = sum((scoring.decimal_of(c["weight"]) for c in criteria), Decimal(0))
     if total != 1:
-        raise ValidationFailed.field("criteria", f"weights must sum to 1; they sum to {total}")
+        problems.append(f"weights must sum to 1; they sum to {total}")
+    return problems
 
 
 def aware(moment: datetime, tz: tzinfo) -> datetime:
@@ -334,7 +340,7 @@ def check_scores(criteria: Sequence[dict], scores: Mapping[str, int | float]) ->
     for key in sorted(set(scores) - known):
         errors[f"scores.{key}"] = ["not a criterion of this round"]
     if errors:
-        raise ValidationFailed("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), errors=errors)
+        raise ValidationFailed.of(errors)
 
 
 def review_doc(round_: dict, assignment: dict, body: dict, *, previous: dict | None, now: datetime) -> dict:

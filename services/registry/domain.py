@@ -247,8 +247,7 @@ def term_years_problems(term_years: int, rules: Rules) -> list[str]:
 
 def raise_problems(problems: dict[str, list[str]]) -> None:
     if problems:
-        detail = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in problems.items())
-        raise ValidationFailed(detail, errors=problems)
+        raise ValidationFailed.of(problems)
 
 
 # -- the snapshot every event carries ----------------------------------------------------------------

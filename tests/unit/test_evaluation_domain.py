@@ -51,6 +51,15 @@ class TestRounds:
         with pytest.raises(ValidationFailed, match="closes_at: must be in the future"):
             domain.new_round(round_body(closes_at=NOW - timedelta(seconds=1)), actor="li", now=NOW, rules=RULES)
 
+    def test_every_broken_rule_of_a_round_is_named_at_once(self):
+        repeated_and_short = [CRITERIA[0], CRITERIA[0] | {"weight": 0.1}]
+        with pytest.raises(ValidationFailed) as raised:
+            domain.new_round(round_body(criteria=repeated_and_short, closes_at=NOW - timedelta(days=1)), actor="li",
+                             now=NOW, rules=RULES)
+        assert set(raised.value.errors) == {"criteria", "closes_at"}
+        assert len(raised.value.errors["criteria"]) == 2  # the repeated key and the weights' sum
+        assert all(name in raised.value.detail for name in ("criteria:", "closes_at:"))
+
     def test_nothing_changes_after_the_deadline_or_the_close(self):
         round_ = domain.new_round(round_body(), actor="li", now=NOW, rules=RULES)
         domain.ensure_open(round_, round_["closes_at"], "scoring")  # up to the deadline itself

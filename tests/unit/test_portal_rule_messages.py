@@ -94,8 +94,8 @@ def every_round_message(round_: dict) -> list[str]:
     """What the evaluation says to an applicant entering a project and to an officer running a round."""
     messages = raised(lambda: evaluation.new_round(round_body(closes_at=ROUND_NOW - timedelta(days=1)), actor="li",
                                                    now=ROUND_NOW, rules=ROUND_RULES))
-    messages += raised(lambda: evaluation.check_criteria(CRITERIA + CRITERIA[:1]))
-    messages += raised(lambda: evaluation.check_criteria([CRITERIA[0] | {"weight": 0.5}, CRITERIA[1]]))
+    messages += evaluation.criteria_problems(CRITERIA + CRITERIA[:1])
+    messages += evaluation.criteria_problems([CRITERIA[0] | {"weight": 0.5}, CRITERIA[1]])
     messages += raised(lambda: evaluation.ensure_not_yet_closed(round_ | {"status": "closed"}))
     for organization in (None, {"status": "submitted"}, {"status": "registered", "risk": "abnormal"}):
         messages.append(evaluation.entry_refusal(organization, "org_1"))
