@@ -31,7 +31,8 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from shared import logs
 from shared.audit import audit_blueprint
-from shared.errors import PROBLEM_JSON, NotFound, Problem, ValidationFailed, flatten_errors, problem_body
+from shared.errors import (PROBLEM_JSON, NotFound, Problem, ValidationFailed, flatten_errors, problem_body,
+                           problems_in_words)
 from shared.events import source_of
 from shared.metrics import Registry
 from shared.mongo import brief, connect
@@ -351,7 +352,7 @@ def http_exception_response(error: HTTPException) -> Response:
             detail = ": ".join(["the request body is not valid JSON", *(m for msgs in errors.values() for m in msgs)])
         else:
             status = 422
-            detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items()) or "invalid request"
+            detail = problems_in_words(errors) or "invalid request"
     elif "message" in data:
         detail = data["message"]
     title = "Unprocessable Content" if status == 422 else error.name
