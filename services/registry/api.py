@@ -7,8 +7,8 @@ from flask.views import MethodView
 
 from services.registry import search
 from services.registry.schemas import (ApplicationSchema, FlagRequestSchema, FlagSchema, OrganizationSchema,
-                                       PublicOrganizationSchema, PublicSearchArgs, ReasonSchema, RenewalRequestSchema,
-                                       RenewalSchema, ReportRequestSchema, ReportSchema, SearchArgs,
+                                       PublicOrganizationSchema, PublicSearchArgs, ReasonSchema, RenewalListArgs,
+                                       RenewalRequestSchema, RenewalSchema, ReportRequestSchema, ReportSchema, SearchArgs,
                                        SweepRequestSchema, SweepSchema)
 from services.registry.domain import PUBLIC_STATUSES
 from shared.auth import current_principal, requires
@@ -25,7 +25,9 @@ sweeps_blp = Blueprint("risk_sweeps", __name__, url_prefix="/api/v1/risk-sweeps"
                        description="The automatic risk-list rules, as of a date")
 public_blp = Blueprint("public_register", __name__, url_prefix="/api/v1/public/organizations",
                        description="The public register: registered and deregistered organizations, no token")
-BLUEPRINTS = (blp, sweeps_blp, public_blp)
+renewals_blp = Blueprint("term_renewals", __name__, url_prefix="/api/v1/term-renewals",
+                         description="Term renewals across organizations, for the officers who decide them")
+BLUEPRINTS = (blp, sweeps_blp, public_blp, renewals_blp)
 # Argument schemas are given as instances: given a class, webargs builds a new schema (and its nested ones)
 # for every request.
 
@@ -246,3 +248,14 @@ class PublicOrganization(MethodView):
     def get(self, uscc):
         """One organization of the public register, by its unified social credit code"""
         return store().get_public(uscc)
+
+
+@renewals_blp.route("")
+class RenewalsToDecide(MethodView):
+    @requires("officer")
+    @renewals_blp.arguments(RenewalListArgs(), location="query")
+    @renewals_blp.response(200, page_of(RenewalSchema))
+    def get(self, args):
+        """Term renewals across organizations by status (`submitted`, the default: those waiting for a decision),
+        oldest filed first, each with its organization's name"""
+        return page_response(*store().renewals_by_status(args), args)

@@ -199,6 +199,7 @@ class RenewalRequestSchema(Schema):
 class RenewalSchema(Schema):
     id = fields.Str(attribute="_id")
     organization_id = fields.Str()
+    organization_name = fields.Str(dump_only=True, metadata={"description": "in the list across organizations"})
     election_date = IsoDate()
     council = fields.List(fields.Nested(CouncilMemberSchema))
     term_years = fields.Int()
@@ -208,6 +209,10 @@ class RenewalSchema(Schema):
     term = fields.Nested(TermSchema, allow_none=True, metadata={"description": "the new term, once approved"})
     approved_at = fields.DateTime(allow_none=True)
     rejection_reason = fields.Str(allow_none=True)
+
+
+class RenewalListArgs(PageArgs):
+    status = fields.Str(load_default="submitted", validate=validate.OneOf(("submitted", "approved", "rejected")))
 
 
 class ReportRequestSchema(Schema):

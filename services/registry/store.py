@@ -131,6 +131,16 @@ class RegistryStore:
     def renewals_of(self, organization_id: str, page: dict) -> tuple[list[dict], int]:
         return self._page_of(self.renewals, organization_id, page, order="filed_at")
 
+    def renewals_by_status(self, page: dict) -> tuple[list[dict], int]:
+        """Renewals in one status across organizations, oldest filed first (the officers' queue), with names."""
+        query = {"status": page["status"]}
+        renewals = list(self.renewals.find(query).sort([("filed_at", ASCENDING), ("_id", ASCENDING)])
+                        .skip(skip_of(page)).limit(page["per_page"]))
+        names = {o["_id"]: o["name"] for o in self.organizations.find(
+            {"_id": {"$in": sorted({r["organization_id"] for r in renewals})}}, {"name": 1})}
+        return ([r | {"organization_name": names.get(r["organization_id"])} for r in renewals],
+                self.renewals.count_documents(query))
+
     def reports_of(self, organization_id: str, page: dict) -> tuple[list[dict], int]:
         return self._page_of(self.reports, organization_id, page, order="year")
 
@@ -503,6 +513,7 @@ def ensure_indexes(db: Database) -> None:
     organizations.create_index("applicant")
     _move_sweep_markers(db)
     db[RENEWALS].create_index([("organization_id", ASCENDING), ("status", ASCENDING)])
+    db[RENEWALS].create_index([("status", ASCENDING), ("filed_at", ASCENDING)])  # the officers' queue
     db[REPORTS].create_index("organization_id")
     db[SWEEPS].create_index("idempotency", unique=True, sparse=True)
     # Term runs hold one term, batch runs the list of theirs: one (multikey) index finds both.

@@ -319,6 +319,12 @@ def test_an_officer_rejects_a_renewal_and_deregisters_from_the_organizations_pag
                "council.2.name": "王五", "council.2.role": "member"}
     assert applicant.post(f"/applicant/organizations/{organization_id}/renewals", renewal)[0] == 302
     renewal_id = stack.db("registry")["term_renewals"].find_one({"organization_id": organization_id})["_id"]
+    name = organizations(stack).find_one({"_id": organization_id})["name"]
+    status, html = officer.get("/officer")  # the overview counts it, the applications page lists it
+    assert re.search(r'<span class="stat-number">1</span><span>待审批换届</span>', html)
+    status, html = officer.get("/officer/applications")
+    queue = html.split('id="renewals"')[1]
+    assert name in queue and f"/officer/organizations/{organization_id}" in queue
     status, html = officer.get(f"/officer/organizations/{organization_id}")
     assert "驳回换届申请" in html and "注销该组织" in html
 
@@ -329,6 +335,7 @@ def test_an_officer_rejects_a_renewal_and_deregisters_from_the_organizations_pag
     assert "等待民政局审批" in html  # the applicant sees its renewal waiting
     assert officer.post(path, {"reason": "换届会议未达法定人数"})[0] == 302
     assert stack.db("registry")["term_renewals"].find_one({"_id": renewal_id})["status"] == "rejected"
+    assert "暂无待审批的换届申请" in officer.get("/officer/applications")[1]  # decided: out of the queue
     status, html = applicant.get(f"/applicant/organizations/{organization_id}")
     assert "换届会议未达法定人数" in html and "已报送: 暂无" in html  # and why it was rejected; no report filed yet
 

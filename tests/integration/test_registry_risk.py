@@ -83,6 +83,13 @@ def test_renewal_filed_approved_starts_the_new_term_and_clears_term_overdue(stac
     again = applicant.post(f"{ORGS}/{old['_id']}/term-renewals", body, headers={"Idempotency-Key": "renew-1"})
     assert again.body == filed.body
     check_problem(applicant.post(f"{ORGS}/{old['_id']}/term-renewals", body), 409)  # one pending at a time
+    # the officers' queue across organizations: waiting ones, oldest first, with the organization's name
+    officer = stack.client("registry", "officer", sub="li")
+    waiting = officer.get("/api/v1/term-renewals").body
+    assert [(r["id"], r["organization_name"]) for r in waiting["items"]] == [(filed.body["id"], old["name"])]
+    assert waiting["total"] == 1 and officer.get("/api/v1/term-renewals?status=approved").body["total"] == 0
+    check_problem(officer.get("/api/v1/term-renewals?status=pending"), 422)
+    check_problem(applicant.get("/api/v1/term-renewals"), 403)
 
     approved = stack.client("registry", "officer", sub="li").post(
         f"{ORGS}/{old['_id']}/term-renewals/{filed.body['id']}/approve")
@@ -97,6 +104,8 @@ def test_renewal_filed_approved_starts_the_new_term_and_clears_term_overdue(stac
         f"{ORGS}/{old['_id']}/term-renewals/{filed.body['id']}/approve"), 409)
     listed = applicant.get(f"{ORGS}/{old['_id']}/term-renewals")
     assert listed.body["total"] == 1 and listed.body["items"][0]["status"] == "approved"
+    assert officer.get("/api/v1/term-renewals").body["total"] == 0  # decided: out of the queue
+    assert officer.get("/api/v1/term-renewals?status=approved").body["items"][0]["id"] == filed.body["id"]
 
 
 def test_renewal_rejected_and_bad_renewals(stack):

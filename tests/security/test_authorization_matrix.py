@@ -59,6 +59,7 @@ EXPECTED: dict[str, dict[str, dict]] = {
         "POST /api/v1/organizations/{organization_id}/risk-flags": OFFICERS,
         "POST /api/v1/organizations/{organization_id}/risk-flags/{flag_id}/clear": OFFICERS,
         "POST /api/v1/risk-sweeps": OFFICERS,
+        "GET /api/v1/term-renewals": OFFICERS,  # the queue of renewals to decide, across organizations
         "GET /api/v1/public/organizations": EVERYONE,  # the public register
         "GET /api/v1/public/organizations/{uscc}": EVERYONE,
         "GET /api/v1/audit": OFFICERS,

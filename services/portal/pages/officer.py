@@ -66,15 +66,24 @@ def home():
     pending = registry.get("/api/v1/organizations", status="submitted", per_page=1)
     flagged = {risk: registry.get("/api/v1/organizations", risk=risk, per_page=1)["total"]
                for risk in forms.RISK_LISTS}
-    return render_template("officer/home.html", pending=pending["total"], flagged=flagged)
+    renewals = optional(lambda: registry.get("/api/v1/term-renewals", per_page=1)["total"], 403, 404, 405)
+    return render_template("officer/home.html", pending=pending["total"], flagged=flagged, renewals=renewals)
 
 
 # -- applications --------------------------------------------------------------------------------------
 @blp.get("/applications")
 @role_required("officer")
 def applications():
-    page = backend().registry.get("/api/v1/organizations", status="submitted", page=page_number(), per_page=PER_PAGE)
-    return render_template("officer/applications.html", page=page, errors=request.args.get("error_for"))
+    registry = backend().registry
+    page = registry.get("/api/v1/organizations", status="submitted", page=page_number(), per_page=PER_PAGE)
+    return render_template("officer/applications.html", page=page, errors=request.args.get("error_for"),
+                           renewals=waiting_renewals())
+
+
+def waiting_renewals() -> list[dict]:
+    """Term renewals waiting for a decision, oldest filed first (each is decided on its organization's page)."""
+    return optional(lambda: backend().registry.get("/api/v1/term-renewals", per_page=100)["items"],
+                    403, 404, 405, default=[])
 
 
 @blp.post("/organizations/<organization_id>/approve")
