@@ -328,6 +328,9 @@ def test_an_officer_rejects_a_renewal_and_deregisters_from_the_organizations_pag
     status, html = officer.get(f"/officer/organizations/{organization_id}")
     assert "驳回换届申请" in html and "注销该组织" in html
 
+    # the applications page shown again for a rejection without a reason still lists the waiting renewal
+    status, html, _ = officer.post(f"/officer/organizations/{organization_id}/reject", {"reason": ""})
+    assert status == 422 and name in html.split('id="renewals"')[1]
     path = f"/officer/organizations/{organization_id}/renewals/{renewal_id}/reject"
     status, html, _ = officer.post(path, {"reason": ""})
     assert status == 422 and "必填" in html and 'href="#f-renewal-reason"' in html and 'id="f-renewal-reason"' in html

@@ -111,7 +111,8 @@ def reject(organization_id):
         page = backend().registry.get("/api/v1/organizations", status="submitted", page=page_number(),
                                       per_page=PER_PAGE)
         return render_form("officer/applications.html", page=page, errors=errors, rejecting=organization_id,
-                           values=request.form, labels={"reason": N_("Reason for rejection")})
+                           values=request.form, labels={"reason": N_("Reason for rejection")},
+                           renewals=waiting_renewals())
     try:
         backend().registry.post(f"/api/v1/organizations/{organization_id}/reject", body)
         flash(gettext("Application rejected."), "success")
