@@ -140,12 +140,10 @@ def apply_submit():
 # -- one organization ----------------------------------------------------------------------------------
 def risk_flags(organization_id: str) -> list[dict] | None:
     """Active flags with advice; None when the registry does not show them to applicants."""
-    try:
-        page = backend().registry.get(f"/api/v1/organizations/{organization_id}/risk-flags", per_page=100)
-    except ApiError as error:
-        if error.status in (403, 404, 405):
-            return None
-        raise
+    page = optional(lambda: backend().registry.get(f"/api/v1/organizations/{organization_id}/risk-flags",
+                                                   per_page=100), 403, 404, 405)
+    if page is None:
+        return None
     return [{**flag, "advice": advice_for(flag)} for flag in page.get("items", []) if flag.get("active", True)]
 
 

@@ -74,10 +74,14 @@ def home():
 @blp.get("/applications")
 @role_required("officer")
 def applications():
-    registry = backend().registry
-    page = registry.get("/api/v1/organizations", status="submitted", page=page_number(), per_page=PER_PAGE)
-    return render_template("officer/applications.html", page=page, errors=request.args.get("error_for"),
-                           renewals=waiting_renewals())
+    return applications_page()
+
+
+def applications_page(**shown):
+    """The pending applications and the term renewals waiting; `shown`: a rejection form shown again with its
+    errors (`rejecting`, `values`, `errors`, `labels`)."""
+    page = backend().registry.get("/api/v1/organizations", status="submitted", page=page_number(), per_page=PER_PAGE)
+    return render_form("officer/applications.html", page=page, renewals=waiting_renewals(), **shown)
 
 
 def waiting_renewals() -> list[dict]:
@@ -108,11 +112,8 @@ def reject(organization_id):
                                    form="reject")
     body, errors = forms.reason_body(request.form)
     if errors:
-        page = backend().registry.get("/api/v1/organizations", status="submitted", page=page_number(),
-                                      per_page=PER_PAGE)
-        return render_form("officer/applications.html", page=page, errors=errors, rejecting=organization_id,
-                           values=request.form, labels={"reason": N_("Reason for rejection")},
-                           renewals=waiting_renewals())
+        return applications_page(errors=errors, rejecting=organization_id, values=request.form,
+                                 labels={"reason": N_("Reason for rejection")})
     try:
         backend().registry.post(f"/api/v1/organizations/{organization_id}/reject", body)
         flash(gettext("Application rejected."), "success")
