@@ -207,8 +207,11 @@ class Answer:
 
 
 def answer(plan_: Plan, runs_by_term: dict[str, list[dict[str, str]]], filters: Filters, *,
-           skip: int, limit: int) -> Answer:
-    """Resolve the plan against the terms' runs: every match's newest entry, filtered, newest first."""
+           skip: int, limit: int, read_now: dict[str, bool] | None = None) -> Answer:
+    """Resolve the plan against the terms' runs: every match's newest entry, filtered, newest first.
+
+    `read_now`: organizations read from their own documents just now, each with whether it matches today;
+    that overrides what the index says of them, which may be a moment old."""
     admitted = filters.codes()
     merged = {term: merge_entries(runs_by_term.get(term, [])) for term in plan_.terms}
     sources: list[dict[str, str]] = []
@@ -231,6 +234,10 @@ def answer(plan_: Plan, runs_by_term: dict[str, list[dict[str, str]]], filters: 
         selected = list(matches)
     else:
         selected = [org_id for org_id, value in matches.items() if value[:3] in admitted]
+    if read_now:
+        listed = set(selected)
+        selected = [org_id for org_id in selected if read_now.get(org_id, True)]
+        selected += [org_id for org_id, matches_now in read_now.items() if matches_now and org_id not in listed]
     # Ids sort by creation time: the page is the newest ones, found without sorting every match.
     page = heapq.nlargest(skip + limit, selected)[skip:]
     return Answer(total=len(selected), ids=page)

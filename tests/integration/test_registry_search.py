@@ -120,6 +120,29 @@ def test_changes_reach_the_index(search_stack):
     assert submitted["id"] not in [i["id"] for i in find(stack, status="submitted")["items"]]
 
 
+def test_a_whole_code_or_name_is_found_before_the_index_follows(stack):
+    """No follower runs here, so the index holds nothing: an organization named by its whole code or whole
+    name (as an officer types it into a form right after approving it) is read from its own document, with
+    the filters judged on what it is now; a part of a name still waits for the index."""
+    applicant = stack.client("registry", "applicant", sub="zhang")
+    officer = stack.client("registry", "officer", sub="li")
+    name = "上海市浦东新区张江社区养老服务中心"
+    created = applicant.post(ORGS, application(name=name)).body
+    assert find(stack, q=name)["items"][0]["id"] == created["id"]
+    assert find(stack, q=name, status="registered") == {"items": [], "total": 0, "page": 1, "per_page": 100}
+    approved = officer.post(f"{ORGS}/{created['id']}/approve").body
+    for q in (approved["uscc"], approved["uscc"].lower(), f" {approved['uscc']} ", name, "上海市浦东新区张江社区养老服务中心 "):
+        found = find(stack, q=q, status="registered")
+        assert [item["id"] for item in found["items"]] == [created["id"]] and found["total"] == 1, q
+    assert find(stack, q=name, status="submitted")["total"] == 0
+    assert find(stack, q="张江社区养老")["total"] == 0  # a part of the name: the index, which has not followed
+    public = find(stack, "/api/v1/public/organizations", client=stack.client("registry"), q=approved["uscc"])
+    assert [item["uscc"] for item in public["items"]] == [approved["uscc"]]
+    assert officer.post(f"{ORGS}/{created['id']}/deregister", {"reason": "解散"}).status == 200
+    assert find(stack, q=approved["uscc"], status="registered")["total"] == 0
+    assert find(stack, q=approved["uscc"], status="deregistered")["total"] == 1
+
+
 def test_lists_without_q_are_read_from_blocks(search_stack, monkeypatch):
     """Lists with filters only come from the list blocks (counts per block, the page from its blocks). With
     blocks of two organizations every page and total crosses blocks; they equal the definition, before

@@ -163,6 +163,26 @@ def test_pages_are_newest_first_and_total_counts_all():
     assert page.ids == everything[40:60] and page.total == 200
 
 
+def test_organizations_read_now_override_what_the_index_says_of_them():
+    """The store reads the organization a whole code or name names from its document: one the index has not
+    reached yet is counted and placed, one that no longer matches is dropped, one in both is counted once."""
+    indexed = [organization(i, f"上海市浦东新区养老{i}协会", status="submitted") for i in range(1, 6)]
+    plan = search.plan("养老", region_key=REGION, area_code="310115", name_key=domain.name_key)
+    registered = search.Filters(statuses=("registered",))
+    runs = runs_of(indexed)
+    assert search.answer(plan, runs, registered, skip=0, limit=10).total == 0
+    # org 3 was approved a moment ago; org 7 was applied for and approved before the index saw either
+    read_now = {"org_000003": True, "org_000007": True}
+    found = search.answer(plan, runs, registered, skip=0, limit=10, read_now=read_now)
+    assert found.ids == ["org_000007", "org_000003"] and found.total == 2
+    assert search.answer(plan, runs, registered, skip=1, limit=1, read_now=read_now).ids == ["org_000003"]
+    # org 2 is in the index as submitted, and was rejected since
+    everything = search.answer(plan, runs, search.Filters(), skip=0, limit=10, read_now={"org_000002": False})
+    assert everything.ids == ["org_000005", "org_000004", "org_000003", "org_000001"] and everything.total == 4
+    both = search.answer(plan, runs, search.Filters(), skip=0, limit=10, read_now={"org_000004": True})
+    assert both.total == 5 and both.ids.count("org_000004") == 1
+
+
 def test_name_matches_asks_the_organization_itself():
     plan = search.plan("养老", region_key=REGION, area_code="310115", name_key=domain.name_key)
     assert search.name_matches(organization(1, "上海市浦东新区养老协会"), plan)
