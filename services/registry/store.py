@@ -99,14 +99,17 @@ class RegistryStore:
     def search(self, q: str | None, filters: search.Filters, page: dict) -> tuple[list[dict], int]:
         """Organizations matching q and the filters, newest first: one page and the total."""
         plan = self.plan(q)
+        by_id: dict[str, dict] = {}  # organizations as read now: those q names exactly, then the rest of the page
         if plan.every_name and not plan.uscc_prefix and not plan.uscc_types:  # filters only: the list blocks
             found = self.list_index.page(filters, skip=skip_of(page), limit=page["per_page"])
         else:
-            read_now = {doc["_id"]: filters.admit(doc) and search.name_matches(doc, plan)
-                        for doc in self._named_exactly(q, plan)}
+            by_id = {doc["_id"]: doc for doc in self._named_exactly(q, plan)}
+            read_now = {org_id: filters.admit(doc) and search.name_matches(doc, plan) for org_id, doc in by_id.items()}
             found = search.answer(plan, self.search_index.runs(plan.terms), filters, skip=skip_of(page),
                                   limit=page["per_page"], read_now=read_now)
-        by_id = {doc["_id"]: doc for doc in self.organizations.find({"_id": {"$in": found.ids}})} if found.ids else {}
+        unread = [org_id for org_id in found.ids if org_id not in by_id]
+        if unread:
+            by_id |= {doc["_id"]: doc for doc in self.organizations.find({"_id": {"$in": unread}})}
         # The index follows the organizations a moment behind: what changed since is judged afresh.
         items = [by_id[i] for i in found.ids
                  if i in by_id and filters.admit(by_id[i]) and search.name_matches(by_id[i], plan)]
