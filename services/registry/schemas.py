@@ -203,7 +203,7 @@ class RenewalSchema(Schema):
     election_date = IsoDate()
     council = fields.List(fields.Nested(CouncilMemberSchema))
     term_years = fields.Int()
-    status = fields.Str(metadata={"enum": ["submitted", "approved", "rejected"]})
+    status = fields.Str(metadata={"enum": list(domain.RENEWAL_STATUSES)})
     filed_by = fields.Str()
     filed_at = fields.DateTime()
     term = fields.Nested(TermSchema, allow_none=True, metadata={"description": "the new term, once approved"})
@@ -212,7 +212,7 @@ class RenewalSchema(Schema):
 
 
 class RenewalListArgs(PageArgs):
-    status = fields.Str(load_default="submitted", validate=validate.OneOf(("submitted", "approved", "rejected")))
+    status = fields.Str(load_default=domain.RENEWAL_SUBMITTED, validate=validate.OneOf(domain.RENEWAL_STATUSES))
 
 
 class ReportRequestSchema(Schema):
