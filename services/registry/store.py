@@ -103,7 +103,7 @@ class RegistryStore:
         if plan.every_name and not plan.uscc_prefix and not plan.uscc_types:  # filters only: the list blocks
             found = self.list_index.page(filters, skip=skip_of(page), limit=page["per_page"])
         else:
-            by_id = {doc["_id"]: doc for doc in self._named_exactly(q, plan)}
+            by_id = {doc["_id"]: doc for doc in self._named_exactly(plan)}
             read_now = {org_id: filters.admit(doc) and search.name_matches(doc, plan) for org_id, doc in by_id.items()}
             found = search.answer(plan, self.search_index.runs(plan.terms), filters, skip=skip_of(page),
                                   limit=page["per_page"], read_now=read_now)
@@ -115,13 +115,13 @@ class RegistryStore:
                  if i in by_id and filters.admit(by_id[i]) and search.name_matches(by_id[i], plan)]
         return items, found.total
 
-    def _named_exactly(self, q: str | None, plan: search.Plan) -> list[dict]:
+    def _named_exactly(self, plan: search.Plan) -> list[dict]:
         """The organization whose whole code is q, and the one whose whole name is q (names being claimed or
         held), read from the organizations themselves. The search index follows them a moment behind, and an
         officer who has just approved an organization types its code or name to find it at once."""
         found = []
-        code = identifiers.uscc_as_typed(q or "")
-        if identifiers.is_valid_uscc(code):
+        code = plan.uscc_prefix  # q read as a code, as the index reads it
+        if code and identifiers.is_valid_uscc(code):
             found.append(self.organizations.find_one({"uscc": code}))
         if plan.key.startswith(plan.region_key) and len(plan.key) > len(plan.region_key):
             found.append(self.organizations.find_one({"name_claim": plan.key}))
