@@ -389,7 +389,7 @@ def test_anyone_looks_an_organization_up_in_the_public_register_without_signing_
     assert page.status_code == 200 and "社会组织信用信息公示" in page.get_data(as_text=True)
     assert 'href="/signin"' in page.get_data(as_text=True)  # the way in for staff, from the header
     search = "/register?q=" + organization["name"][7:11]
-    # the registry's search follows its changes about a second behind
+    # the registry's search follows its changes about half a second behind
     def listed():
         html = anyone.get(search).get_data(as_text=True)
         return html if organization["uscc"] in html else None
