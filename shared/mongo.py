@@ -17,8 +17,8 @@ from bson.errors import InvalidDocument
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.errors import (BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure,
-                            PyMongoError)
+from pymongo.errors import (BulkWriteError, CollectionInvalid, ConnectionFailure, DuplicateKeyError,
+                            OperationFailure, PyMongoError)
 
 from shared.errors import Unavailable
 
@@ -92,6 +92,7 @@ def in_lists(values: Sequence[T], size: int = IN_LIST) -> Iterator[list[T]]:
 
 DUPLICATE_KEY = 11000
 INDEX_NOT_FOUND = 27
+NAMESPACE_EXISTS = 48
 
 
 def is_duplicate_key(exc: BaseException) -> bool:
@@ -225,6 +226,18 @@ def _write_error(error: dict) -> OperationFailure:
     if error.get("code") == DUPLICATE_KEY:
         return DuplicateKeyError(error.get("errmsg", "duplicate key"), DUPLICATE_KEY, error)
     return OperationFailure(error.get("errmsg", "write error"), error.get("code"), error)
+
+
+def create_collection_if_missing(collection: Collection) -> None:
+    """Create a collection that transactions write to, up front: a transaction that would create it implicitly
+    fails on older or sharded MongoDBs. One there already (or created by another process just now) is fine."""
+    try:
+        collection.database.create_collection(collection.name)
+    except CollectionInvalid:
+        pass  # there already
+    except OperationFailure as exc:
+        if exc.code != NAMESPACE_EXISTS:  # created by another process just now
+            raise
 
 
 def drop_index_if_present(collection: Collection, name: str) -> None:

@@ -37,11 +37,11 @@ from kafka.errors import KafkaError
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from shared import faults
 from shared.events import Event, envelope
-from shared.mongo import drop_index_if_present, ids_present, in_lists, insert_missing
+from shared.mongo import create_collection_if_missing, drop_index_if_present, ids_present, in_lists, insert_missing
 
 log = logging.getLogger("socorg.outbox")
 
@@ -52,7 +52,6 @@ TOPICS_PUBLISHED = "relay_topics"  # {_id: topic, topic_id}: the topic incarnati
 SENT_FLAG_INDEX = "sent_1_order_1"  # earlier versions marked records with a `sent` flag
 UNUSED_KEY_INDEX = "key_1_order_1"  # created by earlier versions
 AUDIT_INDEXES_BEFORE = ("event.subject_1_order_1", "event.data.actor_1_order_1")  # now the one `audit` index
-NAMESPACE_EXISTS = 48
 ORDER_WIDTH = 20  # digits of `order` in a marker id (nanoseconds since 1970 have 19 until the year 2286)
 
 
@@ -92,7 +91,7 @@ class Outbox:
         # Every index costs each recorded event (see the module doc), and no query reads by key: the relay
         # keeps a key's order by reading markers in `order`.
         drop_index_if_present(self.collection, UNUSED_KEY_INDEX)
-        self._create_markers_collection()
+        create_collection_if_missing(self.markers)  # written in transactions
         # The audit trail's queries (shared/audit.py), by subject or by actor.
         self.collection.create_index([("audit", ASCENDING), ("order", ASCENDING)])
         self._migrate_audit_indexes()
@@ -114,16 +113,6 @@ class Outbox:
             self.collection.bulk_write(updates, ordered=False)
         for name in AUDIT_INDEXES_BEFORE:
             drop_index_if_present(self.collection, name)
-
-    def _create_markers_collection(self) -> None:
-        """Created up front: a transaction that would create it implicitly fails on older or sharded MongoDBs."""
-        try:
-            self.markers.database.create_collection(PENDING)
-        except CollectionInvalid:
-            pass  # there already
-        except OperationFailure as exc:
-            if exc.code != NAMESPACE_EXISTS:  # created by another process just now
-                raise
 
     def _migrate_sent_flags(self) -> None:
         """An outbox of an earlier version: a marker for each record it had not sent, then the flags and their

@@ -40,7 +40,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 from services.registry import domain, identifiers, search
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import SYSTEM_ACTOR, Event, now_utc, source_of
-from shared.mongo import GroupInsert, drop_index_if_present, ids_present, insert_missing, run_in_transaction
+from shared.mongo import (GroupInsert, create_collection_if_missing, drop_index_if_present, ids_present,
+                          insert_missing, run_in_transaction)
 from shared.outbox import DirectPublisher, Outbox
 from shared.schemas import skip_of
 from shared.unit_of_work import IdempotencyKey
@@ -55,6 +56,7 @@ RENEWALS = "term_renewals"
 REPORTS = "annual_reports"
 SWEEPS = "risk_sweeps"
 SWEEP_DUE = "sweep_due"  # {_id: "<marker>|<value>|<organization id>", organization_id}: see SweepDue
+CODES = "organization_codes"  # {_id: uscc, organization_id}: see Codes
 
 
 class RegistryStore:
@@ -69,6 +71,7 @@ class RegistryStore:
         self.reports = ctx.db[REPORTS]
         self.sweeps = ctx.db[SWEEPS]
         self.sweep_due = SweepDue(ctx.db)
+        self.codes = Codes(ctx.db)
         self.tz = ZoneInfo(ctx.settings.timezone)
         self.rules = domain.Rules.from_settings(ctx.settings)
         self.search_index = SearchIndex(ctx.db)
@@ -91,7 +94,7 @@ class RegistryStore:
         uscc = identifiers.uscc_as_typed(uscc)
         if not identifiers.is_valid_uscc(uscc):
             raise ValidationFailed.field("uscc", "not a valid unified social credit code (GB 32100)")
-        organization = self.organizations.find_one({"uscc": uscc})
+        organization = self._coded(uscc)
         if organization is None or organization["status"] not in domain.PUBLIC_STATUSES:
             raise NotFound(f"no registered organization with the code {uscc}")
         return organization
@@ -122,10 +125,15 @@ class RegistryStore:
         found = []
         code = plan.uscc_prefix  # q read as a code, as the index reads it
         if code and identifiers.is_valid_uscc(code):
-            found.append(self.organizations.find_one({"uscc": code}))
+            found.append(self._coded(code))
         if plan.key.startswith(plan.region_key) and len(plan.key) > len(plan.region_key):
             found.append(self.organizations.find_one({"name_claim": plan.key}))
         return [doc for doc in found if doc is not None]
+
+    def _coded(self, uscc: str) -> dict | None:
+        """The organization this code was assigned to, if any."""
+        organization_id = self.codes.organization_id(uscc)
+        return None if organization_id is None else self.organizations.find_one({"_id": organization_id})
 
     def search_of_applicant(self, sub: str, org: str | None, q: str | None, filters: search.Filters,
                             page: dict) -> tuple[list[dict], int]:
@@ -250,6 +258,7 @@ class RegistryStore:
         if written.matched_count != 1:
             raise Conflict("the organization changed while this request was deciding; reload it and retry")
         self.sweep_due.write(session, old, new)
+        self.codes.write(session, old, new)
 
     # -- terms ------------------------------------------------------------------------------------
     def file_renewal(self, organization_id: str, body: dict, *, actor: str,
@@ -513,6 +522,52 @@ class SweepDue:
         return added + insert_missing(self.collection, batch)
 
 
+class Codes:
+    """The unified social credit codes assigned, one small document each: `{_id: uscc, organization_id}`. Its
+    `_id` keeps a code unique and finds the organization it was assigned to (the public register, a search by a
+    whole code).
+
+    Earlier versions indexed `uscc` on the organizations, which cost every application, none of which has a
+    code yet: SecantusDB reads its index catalogue for every index on every insert (see SweepDue). Here a code
+    costs one small insert, in the transaction of the version that first has it (an approval).
+    """
+
+    INDEX_BEFORE = "uscc_1"  # the organizations' index of earlier versions
+
+    def __init__(self, db: Database):
+        self.collection = db[CODES]
+
+    def organization_id(self, uscc: str) -> str | None:
+        entry = self.collection.find_one({"_id": uscc})
+        return None if entry is None else entry["organization_id"]
+
+    def write(self, session: ClientSession | None, old: dict | None, new: dict) -> None:
+        """The code `new` has and `old` did not, in the caller's transaction: a code taken already aborts it,
+        as the unique index did."""
+        code = new.get("uscc")
+        if code and code != (old or {}).get("uscc"):
+            self.collection.insert_one({"_id": code, "organization_id": new["_id"]}, session=session)
+
+    def heal(self, organizations: list[dict]) -> None:
+        """Add the codes of these (current) versions that are not here: during a rolling upgrade a process of an
+        earlier version approves without writing one, and the follower sees every change."""
+        insert_missing(self.collection, self._entries(organizations))
+
+    def rebuild(self, organizations: Collection) -> int:
+        """Entries for every organization with a code (those there already left as they are); returns how many
+        were added."""
+        added, batch = 0, []
+        for organization in organizations.find({"uscc": {"$exists": True}}, {"uscc": 1}):
+            batch.append(organization)
+            if len(batch) >= 1000:
+                added, batch = added + insert_missing(self.collection, self._entries(batch)), []
+        return added + insert_missing(self.collection, self._entries(batch))
+
+    @staticmethod
+    def _entries(organizations: list[dict]) -> list[dict]:
+        return [{"_id": organization["uscc"], "organization_id": organization["_id"]}
+                for organization in organizations if organization.get("uscc")]
+
 def sweep_item(organization: dict, flag: dict) -> dict:
     return {"organization_id": organization["_id"], "organization_name": organization["name"],
             **domain.flag_view(flag)}
@@ -525,10 +580,11 @@ def ensure_indexes(db: Database) -> None:
         db["counters"].update_one({"_id": "organization_code"}, {"$setOnInsert": {"n": 0}}, upsert=True)
     except DuplicateKeyError:
         pass  # another process created it at the same moment
-    organizations.create_index("uscc", unique=True, sparse=True)
     organizations.create_index("name_claim", unique=True, sparse=True)
     organizations.create_index("applicant")
     _move_sweep_markers(db)
+    create_collection_if_missing(db[CODES])  # written in transactions
+    _move_code_index(db)
     db[RENEWALS].create_index([("organization_id", ASCENDING), ("status", ASCENDING)])
     db[RENEWALS].create_index([("status", ASCENDING), ("filed_at", ASCENDING)])  # the officers' queue
     db[REPORTS].create_index("organization_id")
@@ -548,6 +604,15 @@ def _move_sweep_markers(db: Database) -> None:
         drop_index_if_present(db[ORGANIZATIONS], name)
     log.info("sweep markers: %d entries moved from the organizations' indexes to %s", added, SWEEP_DUE)
 
+
+def _move_code_index(db: Database) -> None:
+    """Earlier versions kept the codes unique with an index on the organizations: their codes go into `Codes`,
+    then that index goes (last, so a start stopped half-way does it again)."""
+    if Codes.INDEX_BEFORE not in db[ORGANIZATIONS].index_information():
+        return
+    added = Codes(db).rebuild(db[ORGANIZATIONS])
+    drop_index_if_present(db[ORGANIZATIONS], Codes.INDEX_BEFORE)
+    log.info("codes: %d moved from the organizations' index to %s", added, CODES)
 
 # -- the search index ----------------------------------------------------------------------------------
 @dataclass
@@ -907,6 +972,7 @@ class OrganizationFollower:
         self.index = SearchIndex(db)
         self.lists = ListIndex(db)
         self.sweep_due = SweepDue(db)
+        self.codes = Codes(db)
         self.meta = self.index.meta
         self.region_key = region_key
         self.owner = f"search-{uuid.uuid4().hex}"
@@ -937,6 +1003,7 @@ class OrganizationFollower:
                     organizations = [c["fullDocument"] for c in changes if c.get("fullDocument")]
                     self._publish(organizations)
                     self.sweep_due.heal(organizations)
+                    self.codes.heal(organizations)
                     self._unindexed += organizations
                     self._unindexed_token = self.stream.resume_token
                     read += len(changes)

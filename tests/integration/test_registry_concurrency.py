@@ -48,6 +48,7 @@ def test_twenty_parallel_approvals_give_one_success_one_uscc_one_event(stack):
     db = stack.db("registry")
     assert db["organizations"].find_one({"_id": organization["id"]})["uscc"] == winner["uscc"]
     assert db["organizations"].count_documents({"uscc": {"$exists": True}}) == 1
+    assert list(db["organization_codes"].find()) == [{"_id": winner["uscc"], "organization_id": organization["id"]}]
     registered = db["outbox"].count_documents({"key": organization["id"],
                                                "event.type": "org.socorg.registry.organization.registered"})
     assert registered == 1
