@@ -1,8 +1,9 @@
 """The audit trail: who did what, read from the service's own event log (its outbox).
 
 Every event carries its `actor` (the token's sub, or `system`), and the outbox keeps every event a
-service ever recorded, in the same transaction as the change; so the trail cannot miss a committed
-action or show one that did not commit. Officers read it at `GET /api/v1/audit?subject=&actor=`.
+service ever recorded, in the same transaction as the change (with the audit page that lists it, see
+shared/outbox.py); so the trail cannot miss a committed action or show one that did not commit. Officers
+read it at `GET /api/v1/audit?subject=&actor=`.
 """
 
 from __future__ import annotations

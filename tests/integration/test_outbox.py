@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError
 
 from shared.events import Event
 from shared.kafka import KafkaLink
-from shared.outbox import PENDING, SENT_FLAG_INDEX, DirectPublisher, Outbox, marker_id
+from shared.outbox import AUDIT_PAGE, PENDING, SENT_FLAG_INDEX, DirectPublisher, Outbox, audit_pages, marker_id
 from tests.faults.system import read_topic
 
 
@@ -44,11 +44,11 @@ def test_indexes_are_only_those_queries_use(outbox):
     that finds them gone already (dropped earlier, or by another process a moment before) goes on."""
     outbox.collection.create_index([("key", ASCENDING), ("order", ASCENDING)])  # as an earlier version left it
     outbox.ensure_indexes()
-    expected = {"_id_", "audit_1_order_1"}
-    assert set(outbox.collection.index_information()) == expected
+    assert set(outbox.collection.index_information()) == {"_id_"}  # records are read by id alone
     outbox.ensure_indexes()
-    assert set(outbox.collection.index_information()) == expected
+    assert set(outbox.collection.index_information()) == {"_id_"}
     assert set(outbox.markers.index_information()) == {"_id_"}  # markers are read in order by their id alone
+    assert set(outbox.audit_pages.index_information()) == {"_id_", "keys_1"}
 
 
 def test_the_relay_reads_unsent_records_in_the_order_they_were_recorded(outbox):
@@ -64,7 +64,7 @@ def test_the_relay_reads_unsent_records_in_the_order_they_were_recorded(outbox):
     assert ids(outbox.pending(10).records) == [second[0].id]
     assert outbox.backlog() == 1
     assert outbox.collection.count_documents({}) == 3  # sent records stay: they are the event log
-    assert all(set(r) == {"_id", "key", "order", "event", "audit", "created_at"} for r in outbox.collection.find())
+    assert all(set(r) == {"_id", "key", "order", "event", "created_at"} for r in outbox.collection.find())
 
 
 def test_the_relay_reads_the_markers_alone(outbox):
@@ -151,21 +151,62 @@ def test_the_audit_trail_finds_records_by_subject_and_by_actor(outbox):
     assert subjects_and_actors(subject="org-1", actor="officer-a") == (1, [("org-1", "officer-a")])
     assert subjects_and_actors(actor="org-1") == (0, [])  # a subject is not an actor
     assert subjects_and_actors(event_type="org.socorg.organization.cleared") == (1, [("org-1", "officer-b")])
+    assert subjects_and_actors(subject="org-1", event_type="org.socorg.organization.flagged") == \
+        (1, [("org-1", "officer-a")])
+    assert subjects_and_actors(actor="officer-a", skip=1, limit=1) == (2, [("org-1", "officer-a")])
 
 
-def test_an_outbox_of_an_earlier_version_gets_its_audit_keys(outbox):
-    """Earlier versions indexed subject and actor apart: on start their records get `audit` keys and the two
-    indexes go; the trail finds the old records as it finds new ones."""
+def test_the_audit_trail_lists_what_was_published_directly_once(outbox):
+    """The registry's follower writes the records of the events it published, and their audit pages, without a
+    transaction (pages first): a batch written again after a crash, or a record a command wrote meanwhile, is
+    listed once; a page whose records a crash left unwritten lists nothing."""
+    published = [Event(type="organization.submitted", subject=f"org-{n}", data={"actor": "zhang"}) for n in range(3)]
+    records = outbox.records_of(published)
+    outbox.add(None, [published[1]])  # a command recorded this one meanwhile
+    assert outbox.add_published(records) == 2
+    assert outbox.add_published(outbox.records_of(published)) == 0  # written again (a restarted follower)
+    total, found = outbox.audit(actor="zhang")
+    assert total == 3 and sorted(r["_id"] for r in found) == sorted(e.id for e in published)
+    assert outbox.audit(subject="org-1")[0] == 1
+
+    lost = Event(type="organization.submitted", subject="org-9", data={"actor": "zhang"})
+    outbox.audit_pages.insert_many(audit_pages(outbox.records_of([lost])))  # its records never written
+    assert [r["_id"] for r in outbox.audit(subject="org-9")[1]] == []
+    outbox.add_published(outbox.records_of([lost]))
+    assert [r["_id"] for r in outbox.audit(subject="org-9")[1]] == [lost.id]
+
+
+def test_a_large_batch_is_listed_on_pages_of_at_most_audit_page_records(outbox):
+    published = [Event(type="organization.submitted", subject=f"org-{n}", data={"actor": "zhang"})
+                 for n in range(AUDIT_PAGE + 3)]
+    outbox.add_published(outbox.records_of(published))
+    assert sorted(len(page["entries"]) for page in outbox.audit_pages.find()) == [3, AUDIT_PAGE]
+    total, newest = outbox.audit(actor="zhang", limit=2)
+    assert total == AUDIT_PAGE + 3 and [r["_id"] for r in newest] == [published[-1].id, published[-2].id]
+
+
+@pytest.mark.parametrize("indexes", [
+    [[("event.subject", ASCENDING), ("order", ASCENDING)], [("event.data.actor", ASCENDING), ("order", ASCENDING)]],
+    [[("audit", ASCENDING), ("order", ASCENDING)]],
+])
+def test_an_outbox_of_an_earlier_version_gets_its_audit_pages(outbox, indexes):
+    """Earlier versions indexed the records for the trail (by subject and by actor apart, then by `audit` keys):
+    on start their records get audit pages and the indexes go; the trail finds the old records as it finds new
+    ones, and a second start changes nothing."""
     base = time.time_ns()
     outbox.collection.insert_many([{"_id": f"old-{n}", "key": "org-1", "order": base + n,
-                                    "event": {"id": f"old-{n}", "subject": "org-1", "data": {"actor": f"a{n % 2}"}}}
+                                    "event": {"id": f"old-{n}", "type": "t", "subject": "org-1",
+                                              "data": {"actor": f"a{n % 2}"}}}
                                    for n in range(3)])
-    outbox.collection.create_index([("event.subject", ASCENDING), ("order", ASCENDING)])
-    outbox.collection.create_index([("event.data.actor", ASCENDING), ("order", ASCENDING)])
+    for index in indexes:
+        outbox.collection.create_index(index)
     outbox.ensure_indexes()
-    assert set(outbox.collection.index_information()) == {"_id_", "audit_1_order_1"}
+    assert set(outbox.collection.index_information()) == {"_id_"}
     assert outbox.audit(subject="org-1")[0] == 3
     assert [r["_id"] for r in outbox.audit(actor="a0")[1]] == ["old-2", "old-0"]
+    pages = outbox.audit_pages.count_documents({})
+    outbox.ensure_indexes()
+    assert outbox.audit_pages.count_documents({}) == pages
 
 
 def test_a_replay_queues_every_record_once_in_order(outbox):
