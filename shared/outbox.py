@@ -55,7 +55,7 @@ LEASES = "relay_leases"
 TOPICS_PUBLISHED = "relay_topics"  # {_id: topic, topic_id}: the topic incarnation the relay publishes to
 SENT_FLAG_INDEX = "sent_1_order_1"  # earlier versions marked records with a `sent` flag
 UNUSED_KEY_INDEX = "key_1_order_1"  # created by earlier versions
-AUDIT = "outbox_audit"  # {_id: marker_id(first record), keys: [audit keys], entries: [[id, order, type, subject, actor]]}
+AUDIT = "outbox_audit"  # {_id: marker_id(first record), keys, entries: [[id, order, type, subject, actor], ...]}
 AUDIT_PAGE = 500  # records per audit page at most
 # Earlier versions indexed the records for the audit trail: by subject and by actor, then by their `audit` keys.
 AUDIT_INDEXES_BEFORE = ("event.subject_1_order_1", "event.data.actor_1_order_1", "audit_1_order_1")
