@@ -74,7 +74,7 @@ def marker(records: list[dict]) -> dict:
             "messages": [{"key": r["key"], "event": r["event"]} for r in records]}
 
 
-def audit_pages(records: list[dict]) -> list[dict]:
+def audit_pages_of(records: list[dict]) -> list[dict]:
     """The audit pages of records written together: what the trail lists of each record, and the keys (its
     subject and its actor) it finds them by."""
     pages = []
@@ -125,10 +125,10 @@ class Outbox:
         for record in self.collection.find({}, fields).sort("_id", ASCENDING):
             batch.append(record)
             if len(batch) >= AUDIT_PAGE:
-                paged += insert_missing(self.audit_pages, audit_pages(batch))
+                paged += insert_missing(self.audit_pages, audit_pages_of(batch))
                 batch = []
         if batch:
-            paged += insert_missing(self.audit_pages, audit_pages(batch))
+            paged += insert_missing(self.audit_pages, audit_pages_of(batch))
         for name in AUDIT_INDEXES_BEFORE:
             drop_index_if_present(self.collection, name)
         log.info("outbox: the audit trail's indexes on the records became %d audit pages", paged)
@@ -185,13 +185,13 @@ class Outbox:
         written. Without a transaction, their audit pages go first: a page whose records a crash left unwritten
         lists nothing (the trail shows records, and the follower writes them again), whereas records whose page
         a crash left unwritten would be missing from the trail for good."""
-        insert_missing(self.audit_pages, audit_pages(records))
+        insert_missing(self.audit_pages, audit_pages_of(records))
         return insert_missing(self.collection, records)
 
     def _insert(self, records: list[dict], session: ClientSession) -> None:
         self.collection.insert_many(records, session=session, ordered=True)
         self.markers.insert_one(marker(records), session=session)
-        self.audit_pages.insert_many(audit_pages(records), session=session)
+        self.audit_pages.insert_many(audit_pages_of(records), session=session)
 
     def pending(self, limit: int) -> Pending:
         """The oldest unsent records, in order: whole markers' records, at most `limit` of them unless the

@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError
 
 from shared.events import Event
 from shared.kafka import KafkaLink
-from shared.outbox import AUDIT_PAGE, PENDING, SENT_FLAG_INDEX, DirectPublisher, Outbox, audit_pages, marker_id
+from shared.outbox import AUDIT_PAGE, PENDING, SENT_FLAG_INDEX, DirectPublisher, Outbox, audit_pages_of, marker_id
 from tests.faults.system import read_topic
 
 
@@ -170,7 +170,7 @@ def test_the_audit_trail_lists_what_was_published_directly_once(outbox):
     assert outbox.audit(subject="org-1")[0] == 1
 
     lost = Event(type="organization.submitted", subject="org-9", data={"actor": "zhang"})
-    outbox.audit_pages.insert_many(audit_pages(outbox.records_of([lost])))  # its records never written
+    outbox.audit_pages.insert_many(audit_pages_of(outbox.records_of([lost])))  # its records never written
     assert [r["_id"] for r in outbox.audit(subject="org-9")[1]] == []
     outbox.add_published(outbox.records_of([lost]))
     assert [r["_id"] for r in outbox.audit(subject="org-9")[1]] == [lost.id]
