@@ -32,11 +32,14 @@ log = logging.getLogger("socorg.worker")
 
 @dataclass
 class PeriodicJob:
-    """`run()` every `interval_seconds` (the first run right at start)."""
+    """`run()` every `interval_seconds` (the first run right at start), and again at once while `more_waiting()`
+    says a run stopped with work left (a run that does its work in bounded parts: a backlog is worked through
+    without a pause after each part)."""
 
     name: str
     interval_seconds: float
     run: Callable[[], object]
+    more_waiting: Callable[[], bool] = lambda: False
 
 
 @dataclass
@@ -91,7 +94,7 @@ class Worker:
         if self.consumer is not None:
             self._spawn("consumer", self.consumer.run)
         for job in self.spec.jobs:
-            self._spawn(f"job-{job.name}", lambda stop, job=job: self._periodic(job, stop))
+            self._spawn(f"job-{job.name}", lambda stop, job=job: run_periodically(job, stop))
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
@@ -132,13 +135,18 @@ class Worker:
         thread.start()
         self.threads.append(thread)
 
-    def _periodic(self, job: PeriodicJob, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                job.run()
-            except Exception:  # noqa: BLE001 - a failed run is logged and tried again next interval
-                log.exception("periodic job %s failed", job.name)
-            stop.wait(job.interval_seconds)
+
+def run_periodically(job: PeriodicJob, stop: threading.Event) -> None:
+    """A periodic job's thread: until `stop` is set."""
+    while not stop.is_set():
+        try:
+            job.run()
+        except Exception:  # noqa: BLE001 - a failed run is logged and tried again next interval
+            log.exception("periodic job %s failed", job.name)
+        else:
+            if job.more_waiting():
+                continue
+        stop.wait(job.interval_seconds)
 
 
 def run_worker(service: str, settings: Settings | None = None) -> None:

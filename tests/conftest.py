@@ -7,8 +7,10 @@ server take `private_servers` so the others are not disturbed.
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
+import pymongo
 import pytest
 
 from tests.support.stack import SERVICES, Servers, Stack
@@ -59,6 +61,16 @@ def stack(servers):
     stack = Stack(servers)
     yield stack
     stack.close()
+
+
+@pytest.fixture
+def db(servers):
+    """A database of its own on the session's server, dropped afterwards: for store code tested without a stack."""
+    client = pymongo.MongoClient(servers.mongo_uri, tz_aware=True)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield client[name]
+    client.drop_database(name)
+    client.close()
 
 
 @pytest.fixture

@@ -38,7 +38,8 @@ def worker_spec(db: Database, settings: Settings) -> WorkerSpec:
                       bootstrap_timeout_ms=5000)
     follower = OrganizationFollower(db, domain.Rules.from_settings(settings).region_key, SERVICE, kafka=kafka,
                                     topic=settings.topic(SERVICE))
-    jobs = [PeriodicJob("follow-organizations", settings.registry_search_poll_seconds, follower.catch_up)]
+    jobs = [PeriodicJob("follow-organizations", settings.registry_search_poll_seconds, follower.catch_up,
+                        more_waiting=lambda: follower.behind)]
     if settings.registry_sweep_check_seconds > 0:
         registry = store_for_worker(db, settings)
 

@@ -981,13 +981,16 @@ class OrganizationFollower:
         self._unindexed: list[dict] = []  # versions read (their events published), not indexed yet
         self._unindexed_token = None  # the stream position after them
         self._indexed_at = 0.0
+        self.behind = False  # the last call stopped with changes left to read
         self._checked_at = 0.0
         self._checked_token = None  # the stream position at the last check (`_check_nothing_skipped`)
         ensure_indexes(db)
 
     def catch_up(self, budget_seconds: float = 2.0) -> int:
         """Publish and record carried events at once, index when due (for at most about `budget_seconds`); returns how
-        many organization versions were read."""
+        many organization versions were read. `behind` says afterwards whether it stopped with changes left to
+        read (its budget spent), so that the worker calls it again at once."""
+        self.behind = False
         if not self._hold_lease():
             self.close()
             return 0
@@ -997,6 +1000,7 @@ class OrganizationFollower:
                 self._checked_token = self.stream.resume_token
             read = 0
             deadline = time.monotonic() + budget_seconds
+            self.behind = True  # until a read finds the stream's end
             while time.monotonic() < deadline:
                 changes = self._next_changes()
                 if changes:
@@ -1009,10 +1013,12 @@ class OrganizationFollower:
                     read += len(changes)
                 self._index_when_due(read_to_the_end=not changes)
                 if not changes:
+                    self.behind = False
                     self._check_nothing_skipped()
                     break
             return read
         except PyMongoError:
+            self.behind = False  # the next call, after the worker's pause, opens the stream again
             self.close()  # opened again from the saved position next time
             raise
 

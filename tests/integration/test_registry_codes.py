@@ -4,26 +4,12 @@ approved without an entry, which the follower adds."""
 
 from __future__ import annotations
 
-import uuid
-
-import pymongo
-import pytest
-
 from services.registry import domain, identifiers
 from services.registry.store import CODES, ORGANIZATIONS, Codes, OrganizationFollower, ensure_indexes
 from tests.integration.test_registry_api import ORGS, apply, approve
 from tests.support.stack import wait_until
 
 PUBLIC = "/api/v1/public/organizations"
-
-
-@pytest.fixture
-def db(servers):
-    client = pymongo.MongoClient(servers.mongo_uri, tz_aware=True)
-    name = f"codes_{uuid.uuid4().hex[:12]}"
-    yield client[name]
-    client.drop_database(name)
-    client.close()
 
 
 def test_an_approval_writes_its_code_and_the_register_finds_it_there(stack):

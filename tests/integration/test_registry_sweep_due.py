@@ -4,22 +4,8 @@ organizations."""
 
 from __future__ import annotations
 
-import uuid
-
-import pymongo
-import pytest
-
 from services.registry import domain
 from services.registry.store import ORGANIZATIONS, SweepDue, ensure_indexes
-
-
-@pytest.fixture
-def db(servers):
-    client = pymongo.MongoClient(servers.mongo_uri, tz_aware=True)
-    name = f"sweep_due_{uuid.uuid4().hex[:12]}"
-    yield client[name]
-    client.drop_database(name)
-    client.close()
 
 
 def registered(organization_id: str, **markers) -> dict:
