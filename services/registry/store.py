@@ -981,15 +981,17 @@ class OrganizationFollower:
         self._unindexed: list[dict] = []  # versions read (their events published), not indexed yet
         self._unindexed_token = None  # the stream position after them
         self._indexed_at = 0.0
-        self.behind = False  # the last call stopped with changes left to read
+        self.behind = False  # the last call spent its budget on full reads: a backlog
         self._checked_at = 0.0
         self._checked_token = None  # the stream position at the last check (`_check_nothing_skipped`)
         ensure_indexes(db)
 
     def catch_up(self, budget_seconds: float = 2.0) -> int:
-        """Publish and record carried events at once, index when due (for at most about `budget_seconds`); returns how
-        many organization versions were read. `behind` says afterwards whether it stopped with changes left to
-        read (its budget spent), so that the worker calls it again at once."""
+        """Publish and record carried events at once, index when due (reading at least once, then for at most about
+        `budget_seconds`); returns how many organization versions were read. `behind` says afterwards whether
+        it stopped on a full read (BATCH changes) with its budget spent: a backlog (a restart, an outage), which
+        the worker reads on at once. Under a steady stream of applications the reads come back smaller, and the
+        worker's pause lets the next ones gather into one batch (see above)."""
         self.behind = False
         if not self._hold_lease():
             self.close()
@@ -1000,8 +1002,7 @@ class OrganizationFollower:
                 self._checked_token = self.stream.resume_token
             read = 0
             deadline = time.monotonic() + budget_seconds
-            self.behind = True  # until a read finds the stream's end
-            while time.monotonic() < deadline:
+            while True:
                 changes = self._next_changes()
                 if changes:
                     organizations = [c["fullDocument"] for c in changes if c.get("fullDocument")]
@@ -1013,12 +1014,12 @@ class OrganizationFollower:
                     read += len(changes)
                 self._index_when_due(read_to_the_end=not changes)
                 if not changes:
-                    self.behind = False
                     self._check_nothing_skipped()
-                    break
-            return read
+                    return read
+                if time.monotonic() >= deadline:
+                    self.behind = len(changes) >= self.BATCH
+                    return read
         except PyMongoError:
-            self.behind = False  # the next call, after the worker's pause, opens the stream again
             self.close()  # opened again from the saved position next time
             raise
 
