@@ -568,6 +568,7 @@ class Codes:
         return [{"_id": organization["uscc"], "organization_id": organization["_id"]}
                 for organization in organizations if organization.get("uscc")]
 
+
 def sweep_item(organization: dict, flag: dict) -> dict:
     return {"organization_id": organization["_id"], "organization_name": organization["name"],
             **domain.flag_view(flag)}
@@ -613,6 +614,7 @@ def _move_code_index(db: Database) -> None:
     added = Codes(db).rebuild(db[ORGANIZATIONS])
     drop_index_if_present(db[ORGANIZATIONS], Codes.INDEX_BEFORE)
     log.info("codes: %d moved from the organizations' index to %s", added, CODES)
+
 
 # -- the search index ----------------------------------------------------------------------------------
 @dataclass
