@@ -4,6 +4,7 @@
   socorg token --role R --sub S     print a signed bearer token
   socorg worker SERVICE             run a service's outbox relay, event consumer and periodic jobs
   socorg replay SERVICE             publish a service's whole outbox again (after a broker lost its data)
+  socorg audit-pages SERVICE        list every outbox record in the audit trail (after a rolling upgrade)
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     replay = commands.add_parser("replay", help="queue a service's whole outbox for publishing again")
     replay.add_argument("service", choices=SERVICES)
 
+    pages = commands.add_parser("audit-pages", help="write audit pages for every outbox record of a service "
+                                                    "(after a rolling upgrade from an outbox indexed for the trail)")
+    pages.add_argument("service", choices=SERVICES)
+
     args = parser.parse_args(argv)
     if args.command == "token":
         _check_token_args(token, args)
@@ -56,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         run_worker(args.service, settings)
         return 0
     if args.command == "replay":
-        return _replay(settings, args.service)
+        return _on_outbox(settings, args.service, "replay", lambda outbox: outbox.mark_all_for_replay(),
+                          "{} events of {} queued for publishing again")
+    if args.command == "audit-pages":
+        return _on_outbox(settings, args.service, "audit-pages", lambda outbox: outbox.page_every_record(),
+                          "{} audit pages written for the outbox of {} (a record listed twice is shown once)")
     return _up(settings, args)
 
 
@@ -81,7 +90,9 @@ def _token(settings: Settings, args) -> int:
     return 0
 
 
-def _replay(settings: Settings, service: str) -> int:
+def _on_outbox(settings: Settings, service: str, command: str, act, done: str) -> int:
+    """Run `act(outbox)` on a service's outbox and say what it did (`done` with the count and the service).
+    Both commands can be run again: what they did stays done, and doing it twice changes nothing."""
     from pymongo.errors import PyMongoError
 
     from shared.events import source_of
@@ -90,15 +101,14 @@ def _replay(settings: Settings, service: str) -> int:
 
     client = connect(settings.mongodb_uri)
     try:
-        count = Outbox(client[settings.db_of(service)], source_of(service)).mark_all_for_replay()
+        count = act(Outbox(client[settings.db_of(service)], source_of(service)))
     except PyMongoError as exc:
-        # Markers already queued stay queued (each is an event to publish, once more at worst); run it again.
-        print(f"socorg: replay of {service} stopped, MongoDB did not answer ({type(exc).__name__}: {brief(exc)}); "
-              f"run it again once MONGODB_URI answers", file=sys.stderr)
+        print(f"socorg: {command} of {service} stopped, MongoDB did not answer ({type(exc).__name__}: "
+              f"{brief(exc)}); run it again once MONGODB_URI answers", file=sys.stderr)
         return 1
     finally:
         client.close()
-    print(f"{count} events of {service} queued for publishing again")
+    print(done.format(count, service))
     return 0
 
 

@@ -57,6 +57,9 @@ SENT_FLAG_INDEX = "sent_1_order_1"  # earlier versions marked records with a `se
 UNUSED_KEY_INDEX = "key_1_order_1"  # created by earlier versions
 AUDIT = "outbox_audit"  # {_id: marker_id(first record), keys, entries: [[id, order, type, subject, actor], ...]}
 AUDIT_PAGE = 500  # records per audit page at most
+# Before the ids of the pages `page_every_record` writes: the first record of such a page may have a page of its own
+# already, with its marker id for an id. The same records give the same pages, so a second run writes none.
+EVERY_RECORD = "every|"
 # Earlier versions indexed the records for the audit trail: by subject and by actor, then by their `audit` keys.
 AUDIT_INDEXES_BEFORE = ("event.subject_1_order_1", "event.data.actor_1_order_1", "audit_1_order_1")
 ORDER_WIDTH = 20  # digits of `order` in a marker id (nanoseconds since 1970 have 19 until the year 2286)
@@ -74,9 +77,9 @@ def marker(records: list[dict]) -> dict:
             "messages": [{"key": r["key"], "event": r["event"]} for r in records]}
 
 
-def audit_pages_of(records: list[dict]) -> list[dict]:
+def audit_pages_of(records: list[dict], id_prefix: str = "") -> list[dict]:
     """The audit pages of records written together: what the trail lists of each record, and the keys (its
-    subject and its actor) it finds them by."""
+    subject and its actor) it finds them by. A page's id is its first record's marker id, after `id_prefix`."""
     pages = []
     for start in range(0, len(records), AUDIT_PAGE):
         part = records[start:start + AUDIT_PAGE]
@@ -84,7 +87,7 @@ def audit_pages_of(records: list[dict]) -> list[dict]:
                     r["event"].get("data", {}).get("actor", "")] for r in part]
         keys = sorted({f"subject:{subject}" for _, _, _, subject, _ in entries}
                       | {f"actor:{actor}" for _, _, _, _, actor in entries})
-        pages.append({"_id": marker_id(part[0]), "keys": keys, "entries": entries})
+        pages.append({"_id": id_prefix + marker_id(part[0]), "keys": keys, "entries": entries})
     return pages
 
 
@@ -116,22 +119,27 @@ class Outbox:
 
     def _migrate_audit_indexes(self) -> None:
         """Earlier versions indexed the records for the audit trail: their records get audit pages, then the
-        indexes go (last, so a start stopped half-way does it again; a record listed twice is shown once)."""
+        indexes go (last, so a start stopped half-way does it again)."""
         present = self.collection.index_information()
         if not any(name in present for name in AUDIT_INDEXES_BEFORE):
             return
+        paged = self.page_every_record()
+        for name in AUDIT_INDEXES_BEFORE:
+            drop_index_if_present(self.collection, name)
+        log.info("outbox: the audit trail's indexes on the records became %d audit pages", paged)
+
+    def page_every_record(self) -> int:
+        """Audit pages for every record (`socorg audit-pages`): after a rolling upgrade from an outbox indexed for
+        the audit trail, the records that processes of the earlier version wrote once the indexes had gone have
+        none. A record listed on two pages is shown once. Returns how many pages were written."""
         fields = {"order": 1, "event.type": 1, "event.subject": 1, "event.data.actor": 1}
         batch, paged = [], 0
         for record in self.collection.find({}, fields).sort("_id", ASCENDING):
             batch.append(record)
             if len(batch) >= AUDIT_PAGE:
-                paged += insert_missing(self.audit_pages, audit_pages_of(batch))
+                paged += insert_missing(self.audit_pages, audit_pages_of(batch, EVERY_RECORD))
                 batch = []
-        if batch:
-            paged += insert_missing(self.audit_pages, audit_pages_of(batch))
-        for name in AUDIT_INDEXES_BEFORE:
-            drop_index_if_present(self.collection, name)
-        log.info("outbox: the audit trail's indexes on the records became %d audit pages", paged)
+        return paged + insert_missing(self.audit_pages, audit_pages_of(batch, EVERY_RECORD))
 
     def _migrate_sent_flags(self) -> None:
         """An outbox of an earlier version: a marker for each record it had not sent, then the flags and their
