@@ -460,14 +460,16 @@ class Bench:
             return
         started = time.perf_counter()
         chunk = 2000
-        from services.registry.store import SweepDue
+        from services.registry.store import Codes, SweepDue
 
-        sweep_due = SweepDue(self.db)
+        sweep_due, codes = SweepDue(self.db), Codes(self.db)
         for start in range(have, total, chunk):
             count = min(chunk, total - start)
             documents = seed_documents(start, count, first_code_number=1_000_000, used_names=self.used_names)
             self.db["organizations"].insert_many(documents, ordered=False)
-            sweep_due.heal(documents)  # their sweep entries, as the registry writes them with each version
+            # their sweep entries and codes, as the registry writes them with each version
+            sweep_due.heal(documents)
+            codes.heal(documents)
         seeded = time.perf_counter() - started
         print(f"\nseeded {total - have} organizations (insert_many) in {seeded:.0f} s; waiting for the search "
               f"follower to index them", flush=True)
