@@ -48,7 +48,8 @@ def _delivered(stack) -> bool:
     outbox = {s: {d["_id"] for d in stack.db(s)["outbox"].find({}, {"_id": 1})} for s in ("registry", "evaluation")}
     processed = {s: {d["_id"] for d in stack.db(s)["processed_events"].find({}, {"_id": 1})}
                  for s in ("evaluation", "fund")}
-    unsent = sum(stack.db(s)["outbox"].count_documents({"sent": False}) for s in ("registry", "evaluation", "fund"))
+    # Unsent records are those with a marker still pending (records no longer carry a `sent` flag).
+    unsent = sum(stack.db(s)[PENDING].count_documents({}) for s in ("registry", "evaluation", "fund"))
     return (unsent == 0 and outbox["registry"] <= processed["evaluation"]
             and outbox["registry"] | outbox["evaluation"] <= processed["fund"])
 
