@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from contextlib import nullcontext
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from bson.errors import InvalidDocument
 from pymongo import MongoClient
@@ -84,10 +84,21 @@ def run_in_transaction(client: MongoClient, work: Callable[[ClientSession], T], 
             raise
 
 
+def batches(values: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`values` (a list, a cursor, a generator) in consecutive lists of at most `size`, read as they are needed."""
+    batch: list[T] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def in_lists(values: Sequence[T], size: int = IN_LIST) -> Iterator[list[T]]:
     """`values` in consecutive lists of at most `size`, for `$in` queries (see IN_LIST)."""
-    for start in range(0, len(values), size):
-        yield list(values[start:start + size])
+    return batches(values, size)
 
 
 DUPLICATE_KEY = 11000

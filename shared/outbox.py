@@ -45,7 +45,8 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from shared import faults
 from shared.events import Event, envelope
-from shared.mongo import create_collection_if_missing, drop_index_if_present, ids_present, in_lists, insert_missing
+from shared.mongo import (batches, create_collection_if_missing, drop_index_if_present, ids_present, in_lists,
+                          insert_missing)
 
 log = logging.getLogger("socorg.outbox")
 
@@ -133,13 +134,9 @@ class Outbox:
         the audit trail, the records that processes of the earlier version wrote once the indexes had gone have
         none. A record listed on two pages is shown once. Returns how many pages were written."""
         fields = {"order": 1, "event.type": 1, "event.subject": 1, "event.data.actor": 1}
-        batch, paged = [], 0
-        for record in self.collection.find({}, fields).sort("_id", ASCENDING):
-            batch.append(record)
-            if len(batch) >= AUDIT_PAGE:
-                paged += insert_missing(self.audit_pages, audit_pages_of(batch, EVERY_RECORD))
-                batch = []
-        return paged + insert_missing(self.audit_pages, audit_pages_of(batch, EVERY_RECORD))
+        records = self.collection.find({}, fields).sort("_id", ASCENDING)
+        return sum(insert_missing(self.audit_pages, audit_pages_of(batch, EVERY_RECORD))
+                   for batch in batches(records, AUDIT_PAGE))
 
     def _migrate_sent_flags(self) -> None:
         """An outbox of an earlier version: a marker for each record it had not sent, then the flags and their
@@ -242,12 +239,8 @@ class Outbox:
 
     def _insert_markers(self, records: Iterable[dict], batch_size: int = 1000) -> int:
         """Markers for these records, those already there left as they are; returns how many were added."""
-        added, batch = 0, []
-        for record in records:
-            batch.append(marker([record]))
-            if len(batch) >= batch_size:
-                added, batch = added + insert_missing(self.markers, batch), []
-        return added + insert_missing(self.markers, batch)
+        return sum(insert_missing(self.markers, batch)
+                   for batch in batches((marker([record]) for record in records), batch_size))
 
     def backlog(self) -> int:
         """Transactions whose events are not published yet (each recorded one or more)."""

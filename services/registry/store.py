@@ -40,7 +40,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 from services.registry import domain, identifiers, search
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import SYSTEM_ACTOR, Event, now_utc, source_of
-from shared.mongo import (GroupInsert, create_collection_if_missing, drop_index_if_present, ids_present,
+from shared.mongo import (GroupInsert, batches, create_collection_if_missing, drop_index_if_present, ids_present,
                           insert_missing, run_in_transaction)
 from shared.outbox import DirectPublisher, Outbox
 from shared.schemas import skip_of
@@ -513,13 +513,11 @@ class SweepDue:
 
     def rebuild(self, organizations: Collection) -> int:
         """Entries for every organization (those already there left as they are); returns how many were added."""
-        added, batch = 0, []
         fields = {field: 1 for field in self.FIELDS}
-        for organization in organizations.find({"status": domain.REGISTERED}, fields):
-            batch += [{"_id": entry, "organization_id": organization["_id"]} for entry in self.entries(organization)]
-            if len(batch) >= 1000:
-                added, batch = added + insert_missing(self.collection, batch), []
-        return added + insert_missing(self.collection, batch)
+        entries = ({"_id": entry, "organization_id": organization["_id"]}
+                   for organization in organizations.find({"status": domain.REGISTERED}, fields)
+                   for entry in self.entries(organization))
+        return sum(insert_missing(self.collection, batch) for batch in batches(entries, 1000))
 
 
 class Codes:
@@ -556,12 +554,8 @@ class Codes:
     def rebuild(self, organizations: Collection) -> int:
         """Entries for every organization with a code (those there already left as they are); returns how many
         were added."""
-        added, batch = 0, []
-        for organization in organizations.find({"uscc": {"$exists": True}}, {"uscc": 1}):
-            batch.append(organization)
-            if len(batch) >= 1000:
-                added, batch = added + insert_missing(self.collection, self._entries(batch)), []
-        return added + insert_missing(self.collection, self._entries(batch))
+        coded = organizations.find({"uscc": {"$exists": True}}, {"uscc": 1})
+        return sum(insert_missing(self.collection, self._entries(batch)) for batch in batches(coded, 1000))
 
     @staticmethod
     def _entries(organizations: list[dict]) -> list[dict]:
@@ -1116,16 +1110,11 @@ class OrganizationFollower:
 
     def _scan(self, apply) -> int:
         fields = {"name_key": 1, "status": 1, "type": 1, "risk": 1, "version": 1, "uscc": 1, PENDING_EVENTS: 1}
-        batch, total = [], 0
-        for organization in self.organizations.find({}, fields, batch_size=self.BATCH):
-            batch.append(organization)
-            if len(batch) >= self.BATCH:
-                apply(batch)
-                total += len(batch)
-                batch = []
-        if batch:
+        total = 0
+        for batch in batches(self.organizations.find({}, fields, batch_size=self.BATCH), self.BATCH):
             apply(batch)
-        return total + len(batch)
+            total += len(batch)
+        return total
 
     def _publish_and_index(self, organizations: list[dict]) -> None:
         self._publish(organizations)
