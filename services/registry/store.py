@@ -577,9 +577,8 @@ def ensure_indexes(db: Database) -> None:
         pass  # another process created it at the same moment
     organizations.create_index("name_claim", unique=True, sparse=True)
     organizations.create_index("applicant")
-    _move_sweep_markers(db)
     create_collection_if_missing(db[CODES])  # written in transactions
-    _move_code_index(db)
+    _move_off_the_organizations(db)
     db[RENEWALS].create_index([("organization_id", ASCENDING), ("status", ASCENDING)])
     db[RENEWALS].create_index([("status", ASCENDING), ("filed_at", ASCENDING)])  # the officers' queue
     db[REPORTS].create_index("organization_id")
@@ -588,26 +587,20 @@ def ensure_indexes(db: Database) -> None:
     db[SearchIndex.RUNS].create_index("term", sparse=True)
 
 
-def _move_sweep_markers(db: Database) -> None:
-    """Earlier versions indexed the sweep markers on the organizations: their entries go into `sweep_due`,
-    then those indexes go (last, so a start stopped half-way does it again)."""
-    present = db[ORGANIZATIONS].index_information()
-    if not any(name in present for name in SweepDue.INDEXES_BEFORE):
-        return
-    added = SweepDue(db).rebuild(db[ORGANIZATIONS])
-    for name in SweepDue.INDEXES_BEFORE:
-        drop_index_if_present(db[ORGANIZATIONS], name)
-    log.info("sweep markers: %d entries moved from the organizations' indexes to %s", added, SWEEP_DUE)
-
-
-def _move_code_index(db: Database) -> None:
-    """Earlier versions kept the codes unique with an index on the organizations: their codes go into `Codes`,
-    then that index goes (last, so a start stopped half-way does it again)."""
-    if Codes.INDEX_BEFORE not in db[ORGANIZATIONS].index_information():
-        return
-    added = Codes(db).rebuild(db[ORGANIZATIONS])
-    drop_index_if_present(db[ORGANIZATIONS], Codes.INDEX_BEFORE)
-    log.info("codes: %d moved from the organizations' index to %s", added, CODES)
+def _move_off_the_organizations(db: Database) -> None:
+    """Earlier versions indexed on the organizations what now has a collection of its own (the sweep markers,
+    the codes): the entries are written there, then those indexes go (last, so a start stopped half-way does it
+    again)."""
+    organizations = db[ORGANIZATIONS]
+    present = organizations.index_information()
+    for names, moved_to, rebuild in ((SweepDue.INDEXES_BEFORE, SWEEP_DUE, SweepDue(db).rebuild),
+                                     ((Codes.INDEX_BEFORE,), CODES, Codes(db).rebuild)):
+        if not any(name in present for name in names):
+            continue
+        added = rebuild(organizations)
+        for name in names:
+            drop_index_if_present(organizations, name)
+        log.info("%d entries moved from the organizations' indexes %s to %s", added, ", ".join(names), moved_to)
 
 
 # -- the search index ----------------------------------------------------------------------------------
