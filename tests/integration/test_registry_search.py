@@ -360,6 +360,35 @@ def test_the_follower_lists_what_it_read_once_the_stream_is_read_to_its_end(stac
         follower.close()
 
 
+def test_a_call_leaves_what_arrived_while_it_published_to_the_next_one(stack):
+    """A read that came back with less than a full batch reached the stream's end: the call indexes and returns,
+    and what arrived meanwhile waits for the next call, in one batch with whatever else arrives by then (a
+    follower that read on published a steady stream twenty applications at a time)."""
+    from services.registry import store
+
+    applicant = stack.client("registry", "applicant", sub="zhang")
+    follower = store.OrganizationFollower(stack.db("registry"), domain.Rules().region_key)
+    publish = follower.publisher.publish
+    published = []
+
+    def publish_while_another_arrives(events):
+        publish(events)
+        published.append(len(events))
+        if len(published) == 1:
+            assert applicant.post(ORGS, application()).status == 201
+
+    try:
+        follower.catch_up()  # a new follower goes through every organization (none), then reads the stream
+        assert applicant.post(ORGS, application()).status == 201
+        follower.publisher.publish = publish_while_another_arrives
+        assert follower.catch_up() == 1 and not follower.behind
+        assert ListIndex(stack.db("registry")).listed() == 1
+        assert follower.catch_up() == 1
+        assert published == [1, 1] and ListIndex(stack.db("registry")).listed() == 2
+    finally:
+        follower.close()
+
+
 def test_a_follower_that_spent_its_budget_on_a_backlog_says_it_is_behind(stack):
     """So that the worker calls it again at once instead of after its pause (a backlog is read in parts of a
     couple of seconds each, without a pause after each); a call that read the stream to its end is not."""
