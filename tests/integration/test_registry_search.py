@@ -212,9 +212,12 @@ def test_the_follower_resumes_and_rebuilds(search_stack):
     assert [i["id"] for i in find(stack, q="养老")["items"]] == expected(organizations + later, "养老")
 
 
-def test_runs_are_split_and_merged_as_they_accumulate(stack):
-    """A trickle of one-organization batches ends up in few runs, and the answers stay the same."""
+@pytest.mark.parametrize("merge_entries", [SearchIndex.MERGE_ENTRIES, 1])
+def test_runs_are_split_and_merged_as_they_accumulate(stack, merge_entries):
+    """A trickle of one-organization batches ends up in few runs, and the answers stay the same: with the terms
+    that come due together merged in one swap, and in a swap each."""
     index = SearchIndex(stack.db("registry"))
+    index.MERGE_ENTRIES = merge_entries
     region = domain.name_key("上海市浦东新区")
     documents = []
     batches = SearchIndex.BATCH_RUNS * SearchIndex.FANOUT + 3
