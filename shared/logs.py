@@ -16,6 +16,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from typing import TextIO
 
@@ -49,12 +50,17 @@ class BackgroundLineHandler(logging.Handler):
     """Formats each record in the thread that logs it (the request id is that thread's) and hands the line to
     a writer thread, which writes whatever has queued up in one write.
 
-    Nothing waits on the stream but the writer. Lines still queued are written when logging shuts down
-    (at a normal exit, including a gunicorn worker's); a process killed outright loses at most what was
-    queued, a few milliseconds of lines. A forked child starts its own writer on its first line.
+    Nothing waits on the stream but the writer, which lets lines gather for GATHER_SECONDS before each write.
+    Lines still queued are written when logging shuts down (at a normal exit, including a gunicorn worker's)
+    or flushed; a process killed outright loses at most what was queued, about GATHER_SECONDS of lines. A forked child starts its own writer on its first line.
     """
 
     MAX_BATCH = 1000
+    # After the first line of a batch, how long the writer lets others gather before it writes. Waking for
+    # every line cost the process more than formatting the line: a thread switch and a write each time
+    # (measured with 8 threads logging a line every 2 ms: 24 us of CPU a line more than without the writer,
+    # 1 with this wait; with one such thread 110 us more).
+    GATHER_SECONDS = 0.05
     _STOP = object()
 
     def __init__(self, stream: TextIO):
@@ -96,6 +102,8 @@ class BackgroundLineHandler(logging.Handler):
     def _write_lines(self) -> None:
         while True:
             batch = [self._lines.get()]
+            if isinstance(batch[0], str):  # not for a flush or the stop: those are waited for
+                time.sleep(self.GATHER_SECONDS)
             while len(batch) < self.MAX_BATCH:
                 try:
                     batch.append(self._lines.get_nowait())

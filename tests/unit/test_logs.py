@@ -139,3 +139,28 @@ def test_a_line_logged_after_close_is_still_written():
     handler.flush()
     assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["before", "after"]
     handler.close()
+
+
+class CountedWrites(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text):
+        self.writes += 1
+        return super().write(text)
+
+
+def test_lines_logged_close_together_are_written_together():
+    """The writer lets lines gather before it writes (waking for each line cost more than formatting it)."""
+    stream = CountedWrites()
+    handler = BackgroundLineHandler(stream)
+    handler.GATHER_SECONDS = 0.5
+    logger = make_logger("gather", handler)
+    logger.info("first")
+    time.sleep(0.05)  # the writer has woken for the first line by now
+    logger.info("second")
+    handler.flush()
+    assert stream.writes == 1
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["first", "second"]
+    handler.close()
