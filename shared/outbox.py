@@ -274,16 +274,24 @@ class Outbox:
 
 class Relay:
     """Publishes the outbox to one topic. One relay per service is active at a time (a lease in MongoDB),
-    so extra worker replicas stand by instead of publishing the same records twice."""
+    so extra worker replicas stand by instead of publishing the same records twice.
+
+    It looks for unpublished records every `poll_seconds`, and every `idle_poll_seconds` once it has found
+    none for IDLE_AFTER_SECONDS: a quiet service's relay polled its database twenty times a second for
+    nothing (measured on SecantusDB: about 1.5 % of a core in the database and as much in the worker)."""
+
+    IDLE_AFTER_SECONDS = 1.0
 
     def __init__(self, outbox: Outbox, db: Database, kafka, topic: str, *, poll_seconds: float = 0.05,
-                 batch_size: int = 500, lease_seconds: float = 10.0, topic_check_seconds: float = 2.0):
+                 idle_poll_seconds: float = 0.25, batch_size: int = 500, lease_seconds: float = 10.0,
+                 topic_check_seconds: float = 2.0):
         self.outbox = outbox
         self.leases = db[LEASES]
         self.topics_published = db[TOPICS_PUBLISHED]
         self.kafka = kafka  # shared.kafka.KafkaLink
         self.topic = topic
         self.poll_seconds = poll_seconds
+        self.idle_poll_seconds = max(idle_poll_seconds, poll_seconds)
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.topic_check_seconds = topic_check_seconds
@@ -294,6 +302,7 @@ class Relay:
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.1
+        last_published = time.monotonic()
         while not stop.is_set():
             try:
                 if not self._hold_lease():
@@ -302,8 +311,11 @@ class Relay:
                 self._check_topic()
                 published = self.publish_pending()
                 backoff = 0.1
+                if published:
+                    last_published = time.monotonic()
                 if published < self.batch_size:
-                    stop.wait(self.poll_seconds)
+                    quiet = time.monotonic() - last_published >= self.IDLE_AFTER_SECONDS
+                    stop.wait(self.idle_poll_seconds if quiet else self.poll_seconds)
             except (KafkaError, PyMongoError, OSError) as exc:
                 log.warning("relay for %s paused: %s", self.topic, exc)
                 self._next_topic_check = 0.0  # the broker may have come back empty

@@ -53,6 +53,9 @@ class Settings:
     consumer_max_attempts: int = _setting("SOCORG_CONSUMER_MAX_ATTEMPTS", 5)
     consumer_backoff_seconds: float = _setting("SOCORG_CONSUMER_BACKOFF_SECONDS", 0.2)
     relay_poll_seconds: float = _setting("SOCORG_RELAY_POLL_SECONDS", 0.05)
+    # How often a relay that has found nothing to publish for a second looks (the first event after a quiet
+    # spell waits at most this long).
+    relay_idle_poll_seconds: float = _setting("SOCORG_RELAY_IDLE_POLL_SECONDS", 0.25)
 
     # Requests per client per minute on the endpoints that invite abuse (applications, sign-in).
     rate_limit_per_minute: int = _setting("SOCORG_RATE_LIMIT_PER_MINUTE", 60)

@@ -79,7 +79,8 @@ class Worker:
         self.outbox = Outbox(self.db, source_of(spec.service))
         self.outbox.ensure_indexes()
         self.relay = Relay(self.outbox, self.db, self.kafka, settings.topic(spec.service),
-                           poll_seconds=settings.relay_poll_seconds)
+                           poll_seconds=settings.relay_poll_seconds,
+                           idle_poll_seconds=settings.relay_idle_poll_seconds)
         self.consumer = None
         if spec.topics:
             self.consumer = Consumer(client=self.client, db=self.db, kafka=self.consumer_kafka,

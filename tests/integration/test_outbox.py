@@ -345,3 +345,36 @@ def test_a_link_that_saw_no_error_across_a_broker_restart_loses_nothing(tmp_path
             if link is not None:
                 link.close()
         broker.stop()
+
+
+def test_a_quiet_relay_looks_less_often_and_publishes_the_next_event_within_its_idle_poll(outbox, topic_link,
+                                                                                        servers, monkeypatch):
+    """After a quiet spell the relay polls every `idle_poll_seconds` instead of every `poll_seconds` (it polled
+    the database twenty times a second for nothing), and goes back to its short poll once it publishes."""
+    import threading
+
+    from shared.outbox import Relay
+
+    link, topic = topic_link
+    relay = Relay(outbox, outbox.collection.database, link, topic, poll_seconds=0.01, idle_poll_seconds=0.3)
+    monkeypatch.setattr(Relay, "IDLE_AFTER_SECONDS", 0.2)
+    polls = []
+    pending = outbox.pending
+    monkeypatch.setattr(outbox, "pending", lambda limit: polls.append(time.monotonic()) or pending(limit))
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        quiet_since = time.monotonic() - 0.6
+        assert 0 < len([t for t in polls if t > quiet_since]) <= 3  # every 0.3 s, not every 0.01 s
+        recorded = event(1)
+        outbox.add(None, [recorded])
+        added = time.monotonic()
+        assert [m.event_id for m in read_topic(servers.bootstrap, topic, idle_ms=1000)] == [recorded.id]
+        published = next(t for t in polls if t > added)
+        assert published - added <= 0.3 + 0.2
+        assert len([t for t in polls if published < t <= published + 0.15]) >= 5  # the short poll again
+    finally:
+        stop.set()
+        thread.join(5)
