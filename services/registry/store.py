@@ -198,7 +198,8 @@ class RegistryStore:
             return organization, []
 
         if idempotency is None:
-            return work(None)[0]
+            with self.applications.coming():  # while the rules are checked, a batch being sent waits for it
+                return work(None)[0]
         return self.uow.execute(work, idempotency=idempotency)
 
     def approve(self, organization_id: str, *, actor: str, expected_version: int | None = None) -> dict:

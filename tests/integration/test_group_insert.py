@@ -4,6 +4,7 @@ on the test session's SecantusDB."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -154,3 +155,39 @@ def test_an_error_no_caller_expects_reaches_every_caller_of_the_batch(collection
         list(pool.map(insert, range(24)))
     assert outcomes == ["refused"] * 24
     assert max(refusing.batches) > 1
+
+
+def test_a_leader_waits_for_the_documents_on_their_way(collection, monkeypatch):
+    """A caller inside `coming()` is building a document: a batch about to be sent waits for it (at most
+    LINGER_SECONDS), and a caller that leaves without inserting lets the batch go at once."""
+    monkeypatch.setattr(GroupInsert, "LINGER_SECONDS", 5.0)
+    counted = Counted(collection, delay=0)
+    group = GroupInsert(counted)
+
+    def caller_on_its_way(document, entered: threading.Event):
+        try:
+            with group.coming():
+                entered.set()
+                time.sleep(0.2)  # checking the rules
+                if document is None:
+                    raise ValueError("refused by the rules")  # leaves without inserting
+                group.insert(document)
+        except ValueError:
+            pass
+
+    for n, (on_its_way, batches) in enumerate((({"_id": "b", "name": "b"}, [2]), (None, [2, 1]))):
+        entered = threading.Event()
+        other = threading.Thread(target=caller_on_its_way, args=(on_its_way, entered))
+        other.start()
+        assert entered.wait(5)
+        started = time.monotonic()
+        group.insert({"_id": f"lead{n}", "name": f"lead{n}"})
+        waited = time.monotonic() - started
+        other.join(5)
+        assert 0.1 < waited < 2.0  # it waited for the caller on its way, not the whole LINGER_SECONDS
+        assert counted.batches == batches
+
+    started = time.monotonic()
+    group.insert({"_id": "alone", "name": "alone"})  # nothing on its way: sent at once
+    assert time.monotonic() - started < 1.0 and counted.batches == [2, 1, 1]
+    assert collection.count_documents({}) == 4
