@@ -52,7 +52,8 @@ class BackgroundLineHandler(logging.Handler):
 
     Nothing waits on the stream but the writer, which lets lines gather for GATHER_SECONDS before each write.
     Lines still queued are written when logging shuts down (at a normal exit, including a gunicorn worker's)
-    or flushed; a process killed outright loses at most what was queued, about GATHER_SECONDS of lines. A forked child starts its own writer on its first line.
+    or flushed; a process killed outright loses at most what was queued, about GATHER_SECONDS of lines. A
+    forked child starts its own writer on its first line.
     """
 
     MAX_BATCH = 1000

@@ -142,7 +142,7 @@ class GroupInsert:
 
     A caller can say a document is on its way (`coming()`, around the work that builds it): a leader waits
     for the documents on their way, at most LINGER_SECONDS, so that requests being served together are
-    written together (without it, batches under the registry's bench averaged 1.8 documents with four
+    written together (batches under the registry's bench: 1.74 documents without it, 1.91 with it, about four
     requests at a time in each process). A lone request, with nothing on its way, is written at once.
     """
 

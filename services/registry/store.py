@@ -741,11 +741,13 @@ class SearchIndex:
                 if len({info.group for info in at_level}) >= self.FANOUT:
                     due[term] = at_level
             part: dict[str, list[RunInfo]] = {}
+            entries = 0
             for term, infos in due.items():
                 part[term] = infos
-                if sum(info.size for infos in part.values() for info in infos) >= self.MERGE_ENTRIES:
+                entries += sum(info.size for info in infos)
+                if entries >= self.MERGE_ENTRIES:
                     self._merge(part, level)
-                    part = {}
+                    part, entries = {}, 0
             if part:
                 self._merge(part, level)
             terms, level = list(due), level + 1
