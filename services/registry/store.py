@@ -1147,6 +1147,7 @@ class OrganizationFollower:
 
     def _publish_and_index(self, organizations: list[dict]) -> None:
         self._publish(organizations)
+        self.codes.heal(organizations)  # as for changes read (sweep entries are healed from whole documents only)
         self.lists.add(organizations)
         self.index.add(organizations, self.region_key)
 

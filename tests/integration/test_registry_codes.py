@@ -70,3 +70,17 @@ def test_a_code_an_earlier_version_approved_without_an_entry_is_added_by_the_fol
     finally:
         follower.close()
     assert stack.client("registry").get(f"{PUBLIC}/{organization['uscc']}").body["name"] == organization["name"]
+
+
+def test_a_follower_going_through_every_organization_adds_the_codes_missing(stack):
+    """A rebuild (a new deployment, a lost stream position, skipped changes) heals the codes as reading the
+    changes does."""
+    organization = approve(stack, apply(stack)["id"])
+    db = stack.db("registry")
+    db[CODES].delete_many({})  # as if an earlier version had approved it
+    follower = OrganizationFollower(db, domain.Rules().region_key)
+    try:
+        assert follower.rebuild() >= 1
+    finally:
+        follower.close()
+    assert db[CODES].find_one({"_id": organization["uscc"]})["organization_id"] == organization["id"]
