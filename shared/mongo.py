@@ -110,10 +110,17 @@ def is_duplicate_key(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and exc.code == DUPLICATE_KEY
 
 
+def find_by_ids(collection: Collection, ids: Sequence, projection: dict | None = None,
+                session: ClientSession | None = None) -> Iterator[dict]:
+    """The documents whose `_id` is one of `ids`, by `$in` on `_id` alone, in lists of IN_LIST: what SecantusDB's
+    `_id` index serves (an `_id` range, or `$in` beside any other condition, reads the whole collection)."""
+    for part in in_lists(ids):
+        yield from collection.find({"_id": {"$in": part}}, projection, session=session)
+
+
 def ids_present(collection: Collection, ids: Sequence, session: ClientSession | None = None) -> set:
-    """Which of `ids` are `_id`s in the collection (asked in lists of IN_LIST)."""
-    return {doc["_id"] for part in in_lists(ids)
-            for doc in collection.find({"_id": {"$in": part}}, {"_id": 1}, session=session)}
+    """Which of `ids` are `_id`s in the collection."""
+    return {doc["_id"] for doc in find_by_ids(collection, ids, {"_id": 1}, session)}
 
 
 def insert_missing(collection: Collection, documents: list[dict]) -> int:

@@ -45,8 +45,8 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from shared import faults
 from shared.events import Event, envelope
-from shared.mongo import (batches, create_collection_if_missing, drop_index_if_present, ids_present, in_lists,
-                          insert_missing)
+from shared.mongo import (batches, create_collection_if_missing, drop_index_if_present, find_by_ids, ids_present,
+                          in_lists, insert_missing)
 
 log = logging.getLogger("socorg.outbox")
 
@@ -215,7 +215,7 @@ class Outbox:
         if not unread:
             batch.records = listed
             return batch
-        by_id = {r["_id"]: r for part in in_lists(unread) for r in self.collection.find({"_id": {"$in": part}})}
+        by_id = {r["_id"]: r for r in find_by_ids(self.collection, unread)}
         batch.records = [item if isinstance(item, dict) else by_id[item] for item in listed
                          if isinstance(item, dict) or item in by_id]
         # A marker is written with its records, so they are all there; one of an earlier version whose records
@@ -263,7 +263,7 @@ class Outbox:
                     orders[record_id] = order
         newest = sorted(orders, key=lambda record_id: (orders[record_id], record_id), reverse=True)
         chosen = newest[skip:skip + limit]
-        by_id = {r["_id"]: r for part in in_lists(chosen) for r in self.collection.find({"_id": {"$in": part}})}
+        by_id = {r["_id"]: r for r in find_by_ids(self.collection, chosen)}
         return len(newest), [by_id[record_id] for record_id in chosen if record_id in by_id]
 
     def events(self, *, after_order: int = 0, limit: int = 1000) -> list[dict]:

@@ -48,7 +48,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, InvalidOperation, PyMongoError
 
 from shared.errors import TooManyRequests
-from shared.mongo import DUPLICATE_KEY, in_lists
+from shared.mongo import DUPLICATE_KEY, find_by_ids
 
 log = logging.getLogger("socorg.ratelimit")
 
@@ -163,8 +163,7 @@ class RateLimiter(MemoryRateLimiter):
                 if taken:
                     self._add(taken)
                 added = True
-                totals = {doc["_id"]: doc["n"] for part in in_lists([*taken, *watched])
-                          for doc in self.collection.find({"_id": {"$in": part}})}
+                totals = {doc["_id"]: doc["n"] for doc in find_by_ids(self.collection, [*taken, *watched])}
             except InvalidOperation:  # the client was closed: the application is gone, and its counts with it
                 with self._lock:
                     self._slots.clear()

@@ -23,7 +23,7 @@ from services.evaluation import domain
 from shared.auth import Principal
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import Event, now_utc
-from shared.mongo import in_lists
+from shared.mongo import find_by_ids, in_lists
 from shared.organizations import OrganizationReadModel
 from shared.schemas import page_response, skip_of
 from shared.unit_of_work import IdempotencyKey
@@ -78,8 +78,7 @@ class Collections:
         """The documents of `collection` (assignments or reviews) with these ids, by `$in` on `_id` alone: on
         SecantusDB that is what its `_id` index serves, while an `_id` range (what this was), or `$in` with any
         other condition, reads the whole collection (25,000 assignments, 200 reviewers: 0.72 s, against 39 ms)."""
-        return [doc for part in in_lists(ids)
-                for doc in collection.find({"_id": {"$in": part}}, projection, session=session)]
+        return list(find_by_ids(collection, ids, projection, session))
 
     def round(self, round_id: str, session: ClientSession | None = None) -> dict:
         round_ = self.rounds.find_one({"_id": round_id}, session=session)

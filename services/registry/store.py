@@ -40,8 +40,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 from services.registry import domain, identifiers, search
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import SYSTEM_ACTOR, Event, now_utc, source_of
-from shared.mongo import (GroupInsert, batches, create_collection_if_missing, drop_index_if_present, ids_present,
-                          in_lists, insert_missing, run_in_transaction)
+from shared.mongo import (GroupInsert, batches, create_collection_if_missing, drop_index_if_present, find_by_ids,
+                          ids_present, in_lists, insert_missing, run_in_transaction)
 from shared.outbox import DirectPublisher, Outbox
 from shared.schemas import skip_of
 from shared.unit_of_work import IdempotencyKey
@@ -756,15 +756,14 @@ class SearchIndex:
         """Each term's runs in `due` (all at `level`) merged into one group at the next level, in one swap."""
         ids = [info.run_id for infos in due.values() for info in infos]
         runs: dict[str, list[dict[str, str]]] = {term: [] for term in due}
-        for part in in_lists(ids):
-            for run in self.runs_collection.find({"_id": {"$in": part}}):
-                runs[run["term"]].append(unpacked(run["ids"], run["entries"]))
+        for run in find_by_ids(self.runs_collection, ids):
+            runs[run["term"]].append(unpacked(run["ids"], run["entries"]))
         group = uuid.uuid4().hex
         merged_infos: dict[str, list[RunInfo]] = {}
         documents = []
         for term, term_runs in runs.items():
             ordered = sorted(search.merge_entries(term_runs).items())
-            chunks = [dict(ordered[i:i + self.CHUNK]) for i in range(0, len(ordered), self.CHUNK)]
+            chunks = [dict(chunk) for chunk in batches(ordered, self.CHUNK)]
             merged_infos[term] = [RunInfo(f"{group}:{len(documents) + n}", term, level + 1, group, len(chunk))
                                   for n, chunk in enumerate(chunks)]
             documents += [term_run(info, chunk) for info, chunk in zip(merged_infos[term], chunks)]
@@ -902,7 +901,7 @@ class ListIndex:
         starting at its first id."""
         ordered = sorted(entries.items())
         size = self.BLOCK if len(ordered) > 2 * self.BLOCK else len(ordered) or 1
-        parts = [dict(ordered[i:i + size]) for i in range(0, len(ordered), size)] or [{}]
+        parts = [dict(part) for part in batches(ordered, size)] or [{}]
         firsts = [block] + [next(iter(part)) for part in parts[1:]]
         revision = self.revisions.get(block, 0)
 
