@@ -108,12 +108,9 @@ class FastPath:
                     continue
                 if callable(value):
                     value = value()
-            elif value is None:
-                if not field.allow_none:
-                    return SLOW
             else:
-                value = read(value)
-                if value is SLOW or not _passes(field, value):
+                value = _load_present(field, read, value)
+                if value is SLOW:
                     return SLOW
             loaded[output_key] = value
         return loaded
@@ -138,6 +135,15 @@ class FastPath:
                     value = field._serialize(value, name, obj)
             dumped[output_key] = value
         return dumped
+
+
+def _load_present(field: fields.Field, read, value):
+    """A value present in the data, as marshmallow's `Field.deserialize` loads it (a null where the field allows
+    one, else the read value if it passes the validators), or SLOW."""
+    if value is None:
+        return None if field.allow_none else SLOW
+    value = read(value)
+    return value if value is not SLOW and _passes(field, value) else SLOW
 
 
 def _passes(field: fields.Field, value) -> bool:
@@ -177,17 +183,8 @@ def _reader(field: fields.Field):
         def read_list(value):
             if type(value) is not list:
                 return SLOW
-            items = []
-            for item in value:
-                if item is None:
-                    if not inner.allow_none:
-                        return SLOW
-                else:
-                    item = read_item(item)
-                    if item is SLOW or not _passes(inner, item):
-                        return SLOW
-                items.append(item)
-            return items
+            items = [_load_present(inner, read_item, item) for item in value]
+            return SLOW if any(item is SLOW for item in items) else items
         return read_list
     return None
 

@@ -65,18 +65,22 @@ def plausible(field: fields.Field, rng: random.Random, depth: int):
         return rng.choice([low, high, rng.randint(low, high)])
     if isinstance(field, fields.Boolean):
         return rng.random() < 0.5
-    if isinstance(field, fields.Nested):
-        nested = field.schema
-        if nested.many or field.many:
-            return [plausible_input(nested, rng, depth + 1) for _ in range(rng.randint(0, 3))]
-        return plausible_input(nested, rng, depth + 1)
-    if isinstance(field, fields.List):
-        return [value_for(field.inner, rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    if isinstance(field, (fields.Nested, fields.List)):
+        return compound(field, rng, depth, plausible_input, value_for)
     if isinstance(field, (fields.Date, fields.DateTime)):
         return (date(2024, 1, 1) + timedelta(days=rng.randint(-400, 400))).isoformat()
     if isinstance(field, fields.Float):
         return rng.uniform(-10, 10)
     return rng.choice(WRONG)
+
+
+def compound(field: fields.Field, rng: random.Random, depth: int, of_schema, of_field):
+    """A Nested field's object (or objects) made by `of_schema`, or a List's items made by `of_field`."""
+    if isinstance(field, fields.Nested):
+        if field.many or field.schema.many:
+            return [of_schema(field.schema, rng, depth + 1) for _ in range(rng.randint(0, 3))]
+        return of_schema(field.schema, rng, depth + 1)
+    return [of_field(field.inner, rng, depth + 1) for _ in range(rng.randint(0, 4))]
 
 
 def value_for(field: fields.Field, rng: random.Random, depth: int):
@@ -99,13 +103,8 @@ def plausible_input(schema: Schema, rng: random.Random, depth: int = 0) -> dict:
 def document_value(field: fields.Field, rng: random.Random, depth: int):
     if rng.random() < 0.1:
         return None
-    if isinstance(field, fields.Nested):
-        nested = field.schema
-        if nested.many or field.many:
-            return [document(nested, rng, depth + 1) for _ in range(rng.randint(0, 3))]
-        return document(nested, rng, depth + 1)
-    if isinstance(field, fields.List):
-        return [document_value(field.inner, rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    if isinstance(field, (fields.Nested, fields.List)):
+        return compound(field, rng, depth, document, document_value)
     if isinstance(field, fields.DateTime):
         return datetime(2026, 5, 31, 8, 0, tzinfo=timezone.utc) + timedelta(minutes=rng.randint(0, 10**5))
     if isinstance(field, fields.Date):
