@@ -80,16 +80,17 @@ class FastPath:
         self.schema = schema
         self.plain = schema.dict_class is dict  # what both steps build
         self.has_load_hooks = any(schema._hooks[tag] for tag in _LOAD_HOOKS)
-        self.load_plan: list | None = []
-        for name, field in schema.load_fields.items():
+        self.load_plan: list | None = [] if self.plain else None
+        for name, field in schema.load_fields.items() if self.plain else ():
             read, output_key = _reader(field), field.attribute or name
-            if read is None or "." in output_key or not self.plain:
+            if read is None or "." in output_key:
                 self.load_plan = None  # a kind of field marshmallow alone loads
                 break
             self.load_plan.append((field.data_key if field.data_key is not None else name, output_key, field, read))
         self.input_keys = frozenset(key for key, *_ in self.load_plan or ())
-        self.dump_plan = [(name, field.data_key if field.data_key is not None else name, field, _dumped_as_is(field))
-                          for name, field in schema.dump_fields.items()]
+        # (name, output key, field, the type it dumps as it is or None, the document key it reads)
+        self.dump_plan = [(name, field.data_key if field.data_key is not None else name, field, _dumped_as_is(field),
+                           field.attribute or name) for name, field in schema.dump_fields.items()]
 
     def load(self, data, unknown):
         """The loaded fields, or SLOW."""
@@ -118,13 +119,13 @@ class FastPath:
     def dump(self, obj: dict) -> dict:
         get_attribute = self.schema.get_attribute
         dumped = {}
-        for name, output_key, field, as_is in self.dump_plan:
+        for name, output_key, field, as_is, key in self.dump_plan:
             if as_is is None:
                 value = field.serialize(name, obj, accessor=get_attribute)
                 if value is missing:
                     continue
             else:
-                value = obj.get(field.attribute or name, missing)
+                value = obj.get(key, missing)
                 if value is missing:
                     value = field.dump_default
                     if value is missing:

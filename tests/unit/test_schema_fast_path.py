@@ -194,3 +194,15 @@ def test_a_load_it_cannot_finish_is_left_to_marshmallow():
     with pytest.raises(ValidationError) as refused:
         schema.load({"name": "李四", "role": "king"})
     assert list(refused.value.messages) == ["role"]  # marshmallow's message, from marshmallow's own load
+
+
+def test_a_schema_building_another_mapping_is_left_to_marshmallow():
+    from collections import OrderedDict
+
+    class Ordered(Schema):
+        dict_class = OrderedDict
+        name = fields.Str()
+
+    for schema in (Ordered(), Ordered(exclude=("name",))):  # the second one has no field to load
+        assert schema.fast_path().load_plan is None
+        assert type(schema.load({})) is OrderedDict and type(schema.dump({"name": "x"})) is OrderedDict
